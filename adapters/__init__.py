@@ -1,0 +1,1 @@
+"""Clients of outside systems: another axis, the national VDXP axis API, timestamp authorities, remote signing."""

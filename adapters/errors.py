@@ -1,0 +1,5 @@
+"""Errors raised by the ``adapters`` package."""
+
+
+class AdaptersError(Exception):
+    """Base of every error raised by ``adapters``."""

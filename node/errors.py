@@ -1,0 +1,5 @@
+"""Errors raised by the ``node`` package."""
+
+
+class NodeError(Exception):
+    """Base of every error raised by ``node``."""

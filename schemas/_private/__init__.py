@@ -1,0 +1,1 @@
+"""Internals of ``schemas``; import from the package top instead."""

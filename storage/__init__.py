@@ -1,0 +1,1 @@
+"""Database, object store and archive index. ``storage`` knows bytes and rows, not edXML semantics."""
