@@ -1,0 +1,38 @@
+"""Shared test fixtures.
+
+Under ``CI=true`` nothing may be skipped for a missing service, tool or corpus: such a test fails
+loudly instead. Outside CI a skip says why.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip (outside CI) or fail (in CI) when something a test needs is missing."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required for CI but missing: {why}")
+    pytest.skip(why)
+
+
+def _corpus_dir() -> Path:
+    configured = os.environ.get("LIENTHONG_CORPUS")
+    return Path(configured) if configured else REPO.parent / "shared" / "corpus"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The third-party test corpus (``../shared/corpus`` or ``$LIENTHONG_CORPUS``), used in place."""
+    path = _corpus_dir()
+    require((path / "README.md").is_file(), f"test corpus not found at {path} (set LIENTHONG_CORPUS)")
+    return path
