@@ -6,6 +6,7 @@ import zlib
 from datetime import date, datetime
 
 from schemas import (
+    VIETNAM_TIME,
     Attachment,
     Business,
     Code,
@@ -20,7 +21,6 @@ from schemas import (
     TraceHeader,
     make_document_id,
 )
-from schemas._private.dates import VIETNAM_TIME
 
 SENDER = Organization(
     organ_id="000.01.41.H41",
@@ -72,9 +72,14 @@ def sample_pdf(text: str = "Báo cáo tháng", *, size: int = 0) -> bytes:
     return bytes(out)
 
 
-def sample_monthly_report(*, month: date = date(2026, 10, 1), pdf_size: int = 0,
-                          sender: Organization = SENDER, recipients: tuple[Organization, ...] = (MINISTRY,),
-                          code_number: str = "245") -> DocumentMessage:
+def sample_monthly_report(
+    *,
+    month: date = date(2026, 10, 1),
+    pdf_size: int = 0,
+    sender: Organization = SENDER,
+    recipients: tuple[Organization, ...] = (MINISTRY,),
+    code_number: str = "245",
+) -> DocumentMessage:
     """The monthly budget report of a provincial finance department to the Ministry of Finance."""
     promulgated = date(month.year + (month.month == 12), month.month % 12 + 1, 16)
     notation = "BC-STC"
@@ -92,18 +97,30 @@ def sample_monthly_report(*, month: date = date(2026, 10, 1), pdf_size: int = 0,
             content=f"Sở Tài chính báo cáo tình hình thu, chi ngân sách nhà nước {period} (số liệu đến ngày 14).",
             signer_info=SignerInfo(competence="KT. GIÁM ĐỐC", position="Phó Giám đốc", full_name="Nguyễn Văn An"),
             due_date=date(promulgated.year, promulgated.month, 20),
-            other_info=OtherInfo(sphere_of_promulgation="Văn bản hành chính", typer_notation="NVA",
-                                 promulgation_amount=2, page_amount=3),
+            other_info=OtherInfo(
+                sphere_of_promulgation="Văn bản hành chính", typer_notation="NVA", promulgation_amount=2, page_amount=3
+            ),
             to_places=("Như trên", "Lưu: VT, NS"),
         ),
         business=Business(
             document_id=document_id,
-            staff_info=StaffInfo(department="Văn phòng Sở", staff="Trần Thị Bình", email="binh.tt@nghean.gov.vn",
-                                 mobile="0912 345 678"),
+            staff_info=StaffInfo(
+                department="Văn phòng Sở", staff="Trần Thị Bình", email="binh.tt@nghean.gov.vn", mobile="0912 345 678"
+            ),
         ),
-        trace=(TraceHeader(organ_id=sender.organ_id,
-                           timestamp=datetime(promulgated.year, promulgated.month, 16, 9, 30, tzinfo=VIETNAM_TIME)),),
-        attachments=(Attachment(content_id="1", name=f"bao-cao-ngan-sach-{month:%Y-%m}.pdf",
-                                content_type="application/pdf", description=f"Báo cáo {period}",
-                                data=sample_pdf(f"Bao cao ngan sach {month:%m/%Y}", size=pdf_size)),),
+        trace=(
+            TraceHeader(
+                organ_id=sender.organ_id,
+                timestamp=datetime(promulgated.year, promulgated.month, 16, 9, 30, tzinfo=VIETNAM_TIME),
+            ),
+        ),
+        attachments=(
+            Attachment(
+                content_id="1",
+                name=f"bao-cao-ngan-sach-{month:%Y-%m}.pdf",
+                content_type="application/pdf",
+                description=f"Báo cáo {period}",
+                data=sample_pdf(f"Bao cao ngan sach {month:%m/%Y}", size=pdf_size),
+            ),
+        ),
     )

@@ -23,12 +23,20 @@ from schemas.errors import AttachmentError, Location
 MAX_NAME_BYTES = 255
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # ZIP's epoch: no clock in the bytes, so builds are reproducible
 # Already-compressed formats are stored; deflating them again costs time and gains nothing.
-_STORED_TYPES = frozenset({
-    "application/pdf", "application/zip", "application/gzip", "image/png", "image/jpeg", "image/gif",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.spreadsheet",
-})
+_STORED_TYPES = frozenset(
+    {
+        "application/pdf",
+        "application/zip",
+        "application/gzip",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.oasis.opendocument.text",
+        "application/vnd.oasis.opendocument.spreadsheet",
+    }
+)
 _XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 
@@ -59,7 +67,7 @@ def sanitize_attachment_name(name: str) -> str:
         raise AttachmentError("attachment name is empty once paths and control characters are removed")
     encoded = name.encode("utf-8")
     if len(encoded) > MAX_NAME_BYTES:
-        stem, dot, ext = name.rpartition(".")
+        _stem, dot, ext = name.rpartition(".")
         keep = MAX_NAME_BYTES - len(ext.encode()) - 1 if dot and len(ext) <= 16 else MAX_NAME_BYTES
         trimmed = encoded[:keep].decode("utf-8", errors="ignore")
         name = f"{trimmed}.{ext}" if dot and len(ext) <= 16 else trimmed
@@ -107,9 +115,7 @@ def decode_attachment(
     # A ZIP holding N bytes is at least N bytes when stored; bound the base64 before decoding it.
     max_zip = limits.max_attachment_bytes + 64 * 1024
     if len(compact) // 4 * 3 > max_zip:
-        raise AttachmentError(
-            f"attachment is larger than the limit of {limits.max_attachment_bytes} bytes", location
-        )
+        raise AttachmentError(f"attachment is larger than the limit of {limits.max_attachment_bytes} bytes", location)
     try:
         raw = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError) as e:
@@ -127,14 +133,20 @@ def decode_attachment(
         if member.flag_bits & 0x1:
             raise AttachmentError("attachment ZIP is encrypted", location)
         if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise AttachmentError(f"attachment ZIP uses compression method {member.compress_type}; "
-                                  "only stored and deflate are accepted", location)
+            raise AttachmentError(
+                f"attachment ZIP uses compression method {member.compress_type}; only stored and deflate are accepted",
+                location,
+            )
         if member.file_size > limits.max_attachment_bytes:
-            raise AttachmentError(f"attachment declares {member.file_size} bytes; the limit is "
-                                  f"{limits.max_attachment_bytes}", location)
+            raise AttachmentError(
+                f"attachment declares {member.file_size} bytes; the limit is {limits.max_attachment_bytes}", location
+            )
         if member.compress_size and member.file_size / member.compress_size > limits.max_compression_ratio:
-            raise AttachmentError(f"attachment ZIP compression ratio {member.file_size // member.compress_size}:1 "
-                                  f"exceeds {limits.max_compression_ratio}:1 (zip bomb?)", location)
+            raise AttachmentError(
+                f"attachment ZIP compression ratio {member.file_size // member.compress_size}:1 "
+                f"exceeds {limits.max_compression_ratio}:1 (zip bomb?)",
+                location,
+            )
         data = _read_bounded(archive, member, limits.max_attachment_bytes, location)
     return DecodedAttachment(data=data, member_name=member.filename)
 
@@ -157,10 +169,17 @@ def guess_content_type(name: str) -> str:
     """MIME type from a file name, for CLI specs that do not say; PDF when unknown is wrong, so octet-stream."""
     ext = os.path.splitext(name)[1].lower()
     return {
-        ".pdf": "application/pdf", ".xml": "application/xml", ".zip": "application/zip",
-        ".doc": "application/msword", ".xls": "application/vnd.ms-excel", ".txt": "text/plain",
+        ".pdf": "application/pdf",
+        ".xml": "application/xml",
+        ".zip": "application/zip",
+        ".doc": "application/msword",
+        ".xls": "application/vnd.ms-excel",
+        ".txt": "text/plain",
         ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        ".odt": "application/vnd.oasis.opendocument.text", ".png": "image/png", ".jpg": "image/jpeg",
-        ".jpeg": "image/jpeg", ".csv": "text/csv",
+        ".odt": "application/vnd.oasis.opendocument.text",
+        ".png": "image/png",
+        ".jpg": "image/jpeg",
+        ".jpeg": "image/jpeg",
+        ".csv": "text/csv",
     }.get(ext, "application/octet-stream")

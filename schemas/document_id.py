@@ -61,9 +61,7 @@ def parse_conventional(text: str) -> ConventionalDocumentId:
     """Split a conventional DocumentId; raises :class:`DocumentIdError` naming the part that is wrong."""
     m = _CONVENTIONAL.fullmatch(text)
     if not m:
-        raise DocumentIdError(
-            f"DocumentId {text!r} is not <OrganId>,<yyyy/MM/dd>,<number>/<notation>"
-        )
+        raise DocumentIdError(f"DocumentId {text!r} is not <OrganId>,<yyyy/MM/dd>,<number>/<notation>")
     try:
         organ = OrganCode.parse(m[1])
     except OrganCodeError as e:

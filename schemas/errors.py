@@ -56,8 +56,9 @@ class UnsafeXmlError(UnreadableXmlError):
 class InvalidEdxmlError(EdxmlError):
     """Well-formed XML that is not a valid edXML message; ``problems`` lists each finding with its place."""
 
-    def __init__(self, message: str, location: Location | None = None,
-                 problems: tuple[tuple[Location | None, str], ...] = ()) -> None:
+    def __init__(
+        self, message: str, location: Location | None = None, problems: tuple[tuple[Location | None, str], ...] = ()
+    ) -> None:
         super().__init__(message, location)
         self.problems = problems or ((location, message),)
 

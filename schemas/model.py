@@ -233,8 +233,10 @@ class Business(_Model):
             raise ValueError("a replacement (BussinessDocType 3) needs replacements (ReplacementInfoList)")
         if self.doc_type is not BusinessDocType.REPLACEMENT and self.replacements:
             raise ValueError("replacements (ReplacementInfoList) belong to replacements (BussinessDocType 3) only")
-        if self.doc_type in (BusinessDocType.REVOCATION, BusinessDocType.UPDATE, BusinessDocType.REPLACEMENT) \
-                and not self.reason:
+        if (
+            self.doc_type in (BusinessDocType.REVOCATION, BusinessDocType.UPDATE, BusinessDocType.REPLACEMENT)
+            and not self.reason
+        ):
             raise ValueError(f"a {self.doc_type.name.lower()} needs a reason (BussinessDocReason)")
         return self
 

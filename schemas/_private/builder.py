@@ -48,7 +48,7 @@ def build_message(message: Message) -> bytes:
     """The edXML bytes of ``message`` (UTF-8, with declaration, two-space indentation, no signature)."""
     root = etree.Element(_q("edXML"), nsmap=_NSMAP)  # type: ignore[arg-type]
     # Children pick the default namespace of the root unless the edXML prefix is nearer: declare it here.
-    envelope = _Writer(etree.SubElement(root, _q("edXMLEnvelope"), nsmap={"edXML": NAMESPACE}))  # type: ignore[dict-item]
+    envelope = _Writer(etree.SubElement(root, _q("edXMLEnvelope"), nsmap={"edXML": NAMESPACE}))
     header = envelope.child("edXMLHeader")
     if isinstance(message, DocumentMessage):
         _document_header(header.child("MessageHeader"), message.header)

@@ -68,8 +68,9 @@ class ParseLimits:
 
     @property
     def attachments(self) -> AttachmentLimits:
-        return AttachmentLimits(self.max_attachment_bytes, self.max_total_attachment_bytes,
-                                self.max_attachments, self.max_compression_ratio)
+        return AttachmentLimits(
+            self.max_attachment_bytes, self.max_total_attachment_bytes, self.max_attachments, self.max_compression_ratio
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +93,9 @@ class ParsedMessage:
     signature: SignatureBlock
 
 
-def parse_message(source: Source, *, mode: ParseMode = ParseMode.STRICT,
-                  limits: ParseLimits = ParseLimits()) -> ParsedMessage:
+def parse_message(
+    source: Source, *, mode: ParseMode = ParseMode.STRICT, limits: ParseLimits = ParseLimits()
+) -> ParsedMessage:
     """Parse one edXML message (document or status).
 
     ``source`` is the bytes, a binary file object, or a path. Raises :class:`UnreadableXmlError`
@@ -106,8 +108,7 @@ def parse_message(source: Source, *, mode: ParseMode = ParseMode.STRICT,
     prolog, events = iterparse_safely(source, limits=limits.xml, allow_stray_prefix=mode is ParseMode.TOLERANT)
     reader = _Reader(mode)
     if prolog.stray_prefix:
-        reader.quirk("stray-prefix", f"{prolog.stray_prefix} stray bytes before the XML declaration were skipped",
-                     None)
+        reader.quirk("stray-prefix", f"{prolog.stray_prefix} stray bytes before the XML declaration were skipped", None)
     root, decoded = _read_tree(events, limits.attachments)
     return reader.read(root, decoded)
 
@@ -126,13 +127,13 @@ def _read_tree(events: Any, limits: AttachmentLimits) -> tuple[etree._Element, d
         if parent is None or etree.QName(parent).localname != "Attachment":
             continue
         if len(decoded) >= limits.max_attachments:
-            raise UnsafeXmlError(f"message has more than {limits.max_attachments} attachments",
-                                 location_of(element))
+            raise UnsafeXmlError(f"message has more than {limits.max_attachments} attachments", location_of(element))
         item = decode_attachment(element.text or "", limits=limits, location=location_of(element))
         total += len(item.data)
         if total > limits.max_total_bytes:
-            raise AttachmentError(f"attachments total more than the limit of {limits.max_total_bytes} bytes",
-                                  location_of(element))
+            raise AttachmentError(
+                f"attachments total more than the limit of {limits.max_total_bytes} bytes", location_of(element)
+            )
         decoded[parent] = item
         element.text = None
     assert root is not None  # iterparse raises on an empty document
@@ -158,8 +159,11 @@ def _xsd_problems(root: etree._Element, kind: str) -> list[tuple[Location | None
     problems: list[tuple[Location | None, str]] = []
     for error in _schema(kind).iter_errors(root):
         elem = error.elem if isinstance(getattr(error, "elem", None), etree._Element) else None
-        location = location_of(elem) if elem is not None else Location(getattr(error, "sourceline", None),
-                                                                        str(error.path or ""))
+        location = (
+            location_of(elem)
+            if elem is not None
+            else Location(getattr(error, "sourceline", None), str(error.path or ""))
+        )
         problems.append((location, str(error.reason or error.message)))
         if len(problems) >= _MAX_REPORTED_PROBLEMS:
             break
@@ -214,8 +218,15 @@ class _Reader:
             self.problem(f"missing element {name}", parent)
         return element
 
-    def text(self, parent: etree._Element, name: str, loc: tuple[str | int, ...], *, required: bool = True,
-             token: bool = False) -> str | None:
+    def text(
+        self,
+        parent: etree._Element,
+        name: str,
+        loc: tuple[str | int, ...],
+        *,
+        required: bool = True,
+        token: bool = False,
+    ) -> str | None:
         element = self.require(parent, name) if required else self.child(parent, name)
         if element is None:
             return None
@@ -229,8 +240,14 @@ class _Reader:
         return value
 
     # --- typed values ---------------------------------------------------------------------------
-    def _convert(self, parent: etree._Element, name: str, loc: tuple[str | int, ...], required: bool,
-                 convert: Callable[[str, etree._Element], Any]) -> Any:
+    def _convert(
+        self,
+        parent: etree._Element,
+        name: str,
+        loc: tuple[str | int, ...],
+        required: bool,
+        convert: Callable[[str, etree._Element], Any],
+    ) -> Any:
         value = self.text(parent, name, loc, required=required, token=True)
         if value is None or (value == "" and not required):
             return None
@@ -241,31 +258,38 @@ class _Reader:
             self.problem(f"{name}: {e}", element)
             return None
 
-    def date(self, parent: etree._Element, name: str, loc: tuple[str | int, ...],
-             required: bool = True) -> date | None:
+    def date(self, parent: etree._Element, name: str, loc: tuple[str | int, ...], required: bool = True) -> date | None:
         def convert(text: str, element: etree._Element) -> date:
             value, day_first = parse_date(text)
             if day_first:
-                self.quirk("day-first-date", f"{name} {text!r} is written dd/MM/yyyy; read as {value:%Y/%m/%d}",
-                           element)
+                self.quirk(
+                    "day-first-date", f"{name} {text!r} is written dd/MM/yyyy; read as {value:%Y/%m/%d}", element
+                )
             return value
+
         return self._convert(parent, name, loc, required, convert)  # type: ignore[no-any-return]
 
     def timestamp(self, parent: etree._Element, name: str, loc: tuple[str | int, ...]) -> datetime | None:
         def convert(text: str, element: etree._Element) -> datetime:
             value, day_first = parse_timestamp(text)
             if day_first:
-                self.quirk("day-first-date",
-                           f"{name} {text!r} is written dd/MM/yyyy; read as {value:%Y/%m/%d %H:%M:%S}", element)
+                self.quirk(
+                    "day-first-date",
+                    f"{name} {text!r} is written dd/MM/yyyy; read as {value:%Y/%m/%d %H:%M:%S}",
+                    element,
+                )
             return value
+
         return self._convert(parent, name, loc, True, convert)  # type: ignore[no-any-return]
 
-    def integer(self, parent: etree._Element, name: str, loc: tuple[str | int, ...],
-                required: bool = True) -> int | None:
+    def integer(
+        self, parent: etree._Element, name: str, loc: tuple[str | int, ...], required: bool = True
+    ) -> int | None:
         def convert(text: str, element: etree._Element) -> int:
             if not text.isascii() or not text.isdigit():
                 raise ValueError(f"{text!r} is not a whole number")
             return int(text)
+
         return self._convert(parent, name, loc, required, convert)  # type: ignore[no-any-return]
 
     def flag(self, parent: etree._Element, name: str, loc: tuple[str | int, ...]) -> bool | None:
@@ -276,6 +300,7 @@ class _Reader:
             if lowered in ("0", "false"):
                 return False
             raise ValueError(f"{text!r} is not 0/1 or true/false")
+
         return self._convert(parent, name, loc, True, convert)  # type: ignore[no-any-return]
 
     # --- the message ----------------------------------------------------------------------------
@@ -286,15 +311,18 @@ class _Reader:
             self.quirk("namespace", f"root element is not in the edXML namespace {NAMESPACE}", root)
         envelope = self.require(root, "edXMLEnvelope")
         header = self.require(envelope, "edXMLHeader") if envelope is not None else None
-        if header is None:
+        if envelope is None or header is None:
             raise self._invalid()
         message_header = self.require(header, "MessageHeader")
         if message_header is None:
             raise self._invalid()
         signature = self._signature(header)
         is_status = self.child(message_header, "StatusCode") is not None
-        data = self._status(header, message_header) if is_status else \
-            self._document(root, envelope, header, message_header, decoded)  # type: ignore[arg-type]
+        data = (
+            self._status(header, message_header)
+            if is_status
+            else self._document(root, envelope, header, message_header, decoded)
+        )
         if self.problems:
             raise self._invalid()
         if self.mode is ParseMode.STRICT:
@@ -337,20 +365,31 @@ class _Reader:
                 return SignatureBlock.XMLDSIG
             algorithms = " ".join(e.get("Algorithm", "") for e in element.iter() if isinstance(e.tag, str))
             sha1 = " (RSA-SHA1 placeholder)" if "sha1" in algorithms.lower() else ""
-            self.quirk("legacy-signature",
-                       f"legacy Signature block without the XMLDSig namespace{sha1} ignored: it is not a "
-                       "verifiable signature, so the message counts as unsigned", element)
+            self.quirk(
+                "legacy-signature",
+                f"legacy Signature block without the XMLDSig namespace{sha1} ignored: it is not a "
+                "verifiable signature, so the message counts as unsigned",
+                element,
+            )
             return SignatureBlock.LEGACY
         return SignatureBlock.NONE
 
     def _organization(self, element: etree._Element, loc: tuple[str | int, ...]) -> dict[str, Any]:
         self.origins[loc] = element
         out: dict[str, Any] = {"organ_id": self.text(element, "OrganId", (*loc, "organ_id"), token=True)}
-        for field, name in (("organ_name", "OrganName"), ("organization_in_charge", "OrganizationInCharge"),
-                            ("organ_add", "OrganAdd"), ("email", "Email"), ("telephone", "Telephone"),
-                            ("fax", "Fax"), ("website", "Website")):
-            out[field] = self.text(element, name, (*loc, field), required=field == "organ_name" or
-                                   self.mode is ParseMode.STRICT) or ""
+        for field, name in (
+            ("organ_name", "OrganName"),
+            ("organization_in_charge", "OrganizationInCharge"),
+            ("organ_add", "OrganAdd"),
+            ("email", "Email"),
+            ("telephone", "Telephone"),
+            ("fax", "Fax"),
+            ("website", "Website"),
+        ):
+            out[field] = (
+                self.text(element, name, (*loc, field), required=field == "organ_name" or self.mode is ParseMode.STRICT)
+                or ""
+            )
         return out
 
     def _response_for(self, element: etree._Element, loc: tuple[str | int, ...]) -> dict[str, Any]:
@@ -358,8 +397,7 @@ class _Reader:
         return {
             "organ_id": self.text(element, "OrganId", (*loc, "organ_id"), token=True),
             "code": self.text(element, "Code", (*loc, "code")) or "",
-            "promulgation_date": self.date(element, "PromulgationDate", (*loc, "promulgation_date"),
-                                           required=False),
+            "promulgation_date": self.date(element, "PromulgationDate", (*loc, "promulgation_date"), required=False),
             "document_id": self._document_id(element, (*loc, "document_id")),
         }
 
@@ -368,11 +406,18 @@ class _Reader:
         if value:
             form = document_id_form(value)
             if form is DocumentIdForm.UUID:
-                self.note("document-id-uuid", f"DocumentId {value!r} is a UUID, not the conventional "
-                          "<OrganId>,<yyyy/MM/dd>,<number>/<notation> form", self.origins[loc])
+                self.note(
+                    "document-id-uuid",
+                    f"DocumentId {value!r} is a UUID, not the conventional "
+                    "<OrganId>,<yyyy/MM/dd>,<number>/<notation> form",
+                    self.origins[loc],
+                )
             elif form is DocumentIdForm.OTHER:
-                self.note("document-id-other", f"DocumentId {value!r} is neither the conventional form nor a UUID",
-                          self.origins[loc])
+                self.note(
+                    "document-id-other",
+                    f"DocumentId {value!r} is neither the conventional form nor a UUID",
+                    self.origins[loc],
+                )
         return value
 
     def _is_empty(self, element: etree._Element) -> bool:
@@ -383,9 +428,15 @@ class _Reader:
             return {}
         self.origins[loc] = element
         required = self.mode is ParseMode.STRICT
-        return {field: self.text(element, name, (*loc, field), required=required) or ""
-                for field, name in (("department", "Department"), ("staff", "Staff"), ("email", "Email"),
-                                    ("mobile", "Mobile"))}
+        return {
+            field: self.text(element, name, (*loc, field), required=required) or ""
+            for field, name in (
+                ("department", "Department"),
+                ("staff", "Staff"),
+                ("email", "Email"),
+                ("mobile", "Mobile"),
+            )
+        }
 
     def _trace(self, trace_list: etree._Element | None, loc: tuple[str | int, ...]) -> list[dict[str, Any]]:
         if trace_list is None:
@@ -393,8 +444,12 @@ class _Reader:
         hops = []
         for i, hop in enumerate(self.children(trace_list, "TraceHeader")):
             self.origins[(*loc, i)] = hop
-            hops.append({"organ_id": self.text(hop, "OrganId", (*loc, i, "organ_id"), token=True),
-                         "timestamp": self.timestamp(hop, "Timestamp", (*loc, i, "timestamp"))})
+            hops.append(
+                {
+                    "organ_id": self.text(hop, "OrganId", (*loc, i, "organ_id"), token=True),
+                    "timestamp": self.timestamp(hop, "Timestamp", (*loc, i, "timestamp")),
+                }
+            )
         return hops
 
     def _status(self, header: etree._Element, mh: etree._Element) -> dict[str, Any]:
@@ -408,18 +463,25 @@ class _Reader:
             "header": {
                 "from": self._organization(from_, (*h, "from")) if from_ is not None else None,
                 "response_for": self._response_for(response_for, (*h, "response_for"))
-                if response_for is not None else None,
+                if response_for is not None
+                else None,
                 "staff_info": self._staff(self.child(mh, "StaffInfo"), (*h, "staff_info")),
                 "status_code": self.integer(mh, "StatusCode", (*h, "status_code")),
-                "description": self.text(mh, "Description", (*h, "description"),
-                                         required=self.mode is ParseMode.STRICT) or "",
+                "description": self.text(mh, "Description", (*h, "description"), required=self.mode is ParseMode.STRICT)
+                or "",
                 "timestamp": self.timestamp(mh, "Timestamp", (*h, "timestamp")),
             },
             "trace": self._trace(self.require(header, "TraceHeaderList"), ("trace",)),
         }
 
-    def _document(self, root: etree._Element, envelope: etree._Element, header: etree._Element,
-                  mh: etree._Element, decoded: dict[etree._Element, DecodedAttachment]) -> dict[str, Any]:
+    def _document(
+        self,
+        root: etree._Element,
+        envelope: etree._Element,
+        header: etree._Element,
+        mh: etree._Element,
+        decoded: dict[etree._Element, DecodedAttachment],
+    ) -> dict[str, Any]:
         h = ("header",)
         strict = self.mode is ParseMode.STRICT
         out: dict[str, Any] = {}
@@ -431,26 +493,32 @@ class _Reader:
         out["document_id"] = self._document_id(mh, (*h, "document_id"))
         if (code := self.require(mh, "Code")) is not None:
             self.origins[(*h, "code")] = code
-            out["code"] = {"code_number": self.text(code, "CodeNumber", (*h, "code", "code_number")),
-                           "code_notation": self.text(code, "CodeNotation", (*h, "code", "code_notation"),
-                                                      required=strict) or ""}
+            out["code"] = {
+                "code_number": self.text(code, "CodeNumber", (*h, "code", "code_number")),
+                "code_notation": self.text(code, "CodeNotation", (*h, "code", "code_notation"), required=strict) or "",
+            }
         if (prom := self.require(mh, "PromulgationInfo")) is not None:
             self.origins[(*h, "promulgation_info")] = prom
             out["promulgation_info"] = {
                 "place": self.text(prom, "Place", (*h, "promulgation_info", "place"), required=strict) or "",
-                "promulgation_date": self.date(prom, "PromulgationDate",
-                                               (*h, "promulgation_info", "promulgation_date")),
+                "promulgation_date": self.date(
+                    prom, "PromulgationDate", (*h, "promulgation_info", "promulgation_date")
+                ),
             }
         if (dtype := self.child(mh, "DocumentType")) is not None or strict:
             dtype = dtype if dtype is not None else self.require(mh, "DocumentType")
             if dtype is not None:
                 loc = (*h, "document_type")
                 self.origins[loc] = dtype
-                out["document_type"] = {k: v for k, v in (
-                    ("type", self.integer(dtype, "Type", (*loc, "type"), required=strict)),
-                    ("type_detail", self.integer(dtype, "TypeDetail", (*loc, "type_detail"), required=strict)),
-                    ("type_name", self.text(dtype, "TypeName", (*loc, "type_name"), required=strict)),
-                ) if v is not None}
+                out["document_type"] = {
+                    k: v
+                    for k, v in (
+                        ("type", self.integer(dtype, "Type", (*loc, "type"), required=strict)),
+                        ("type_detail", self.integer(dtype, "TypeDetail", (*loc, "type_detail"), required=strict)),
+                        ("type_name", self.text(dtype, "TypeName", (*loc, "type_name"), required=strict)),
+                    )
+                    if v is not None
+                }
         out["subject"] = self.text(mh, "Subject", (*h, "subject"))
         out["content"] = self.text(mh, "Content", (*h, "content"), required=strict) or ""
         if (signer := self.child(mh, "SignerInfo")) is not None or strict:
@@ -458,8 +526,10 @@ class _Reader:
             if signer is not None:
                 loc = (*h, "signer_info")
                 self.origins[loc] = signer
-                out["signer_info"] = {f: self.text(signer, n, (*loc, f), required=strict) or "" for f, n in (
-                    ("competence", "Competence"), ("position", "Position"), ("full_name", "FullName"))}
+                out["signer_info"] = {
+                    f: self.text(signer, n, (*loc, f), required=strict) or ""
+                    for f, n in (("competence", "Competence"), ("position", "Position"), ("full_name", "FullName"))
+                }
         due = self.child(mh, "DueDate")
         if due is not None and (due.text or "").strip():
             out["due_date"] = self.date(mh, "DueDate", (*h, "due_date"))
@@ -498,11 +568,13 @@ class _Reader:
         self.origins[loc] = other
         out: dict[str, Any] = {
             "priority": self.integer(other, "Priority", (*loc, "priority"), required=strict),
-            "sphere_of_promulgation": self.text(other, "SphereOfPromulgation", (*loc, "sphere_of_promulgation"),
-                                                required=strict),
+            "sphere_of_promulgation": self.text(
+                other, "SphereOfPromulgation", (*loc, "sphere_of_promulgation"), required=strict
+            ),
             "typer_notation": self.text(other, "TyperNotation", (*loc, "typer_notation"), required=strict),
-            "promulgation_amount": self.integer(other, "PromulgationAmount", (*loc, "promulgation_amount"),
-                                                required=strict),
+            "promulgation_amount": self.integer(
+                other, "PromulgationAmount", (*loc, "promulgation_amount"), required=strict
+            ),
             "page_amount": self.integer(other, "PageAmount", (*loc, "page_amount"), required=strict),
         }
         if strict or self.child(other, "Direction") is not None:
@@ -522,8 +594,9 @@ class _Reader:
         if strict or self.child(b, "Paper") is not None:
             out["paper"] = self.flag(b, "Paper", (*loc, "paper"))
         if (staff := self.child(b, "StaffInfo")) is not None or strict:
-            out["staff_info"] = self._staff(staff if staff is not None else self.require(b, "StaffInfo"),
-                                            (*loc, "staff_info"))
+            out["staff_info"] = self._staff(
+                staff if staff is not None else self.require(b, "StaffInfo"), (*loc, "staff_info")
+            )
         if (info := self.child(b, "BussinessDocumentInfo", "BusinessDocumentInfo")) is not None:
             iloc = (*loc, "document_info")
             self.origins[iloc] = info
@@ -532,8 +605,12 @@ class _Reader:
             for i, r in enumerate(self.children(receiver_list, "Receiver") if receiver_list is not None else []):
                 rloc = (*iloc, "receivers", i)
                 self.origins[rloc] = r
-                receivers.append({"organ_id": self.text(r, "OrganId", (*rloc, "organ_id"), token=True),
-                                  "receiver_type": self.integer(r, "ReceiverType", (*rloc, "receiver_type"))})
+                receivers.append(
+                    {
+                        "organ_id": self.text(r, "OrganId", (*rloc, "organ_id"), token=True),
+                        "receiver_type": self.integer(r, "ReceiverType", (*rloc, "receiver_type")),
+                    }
+                )
             out["document_info"] = {
                 "document_info_changed": self.flag(info, "DocumentInfo", (*iloc, "document_info_changed")),
                 "receivers_changed": self.flag(info, "DocumentReceiver", (*iloc, "receivers_changed")),
@@ -545,22 +622,26 @@ class _Reader:
                 rloc = (*loc, "replacements", i)
                 self.origins[rloc] = rep
                 ids = self.child(rep, "OrganIdList")
-                reps.append({
-                    "document_id": self._document_id(rep, (*rloc, "document_id")),
-                    "organ_ids": [(o.text or "").strip() for o in self.children(ids, "OrganId")]
-                    if ids is not None else [],
-                })
+                reps.append(
+                    {
+                        "document_id": self._document_id(rep, (*rloc, "document_id")),
+                        "organ_ids": [(o.text or "").strip() for o in self.children(ids, "OrganId")]
+                        if ids is not None
+                        else [],
+                    }
+                )
             out["replacements"] = reps
         return {k: v for k, v in out.items() if v is not None}
 
     def _content_id(self, element: etree._Element, parent: etree._Element, loc: tuple[str | int, ...]) -> str:
-        value = (self.text(parent, "ContentId", loc, token=True) or "")
+        value = self.text(parent, "ContentId", loc, token=True) or ""
         if value and not value.startswith("cid:"):
             self.quirk("cid-prefix", f"ContentId {value!r} has no cid: prefix", self.origins[loc])
         return value.removeprefix("cid:")
 
-    def _attachments(self, root: etree._Element, envelope: etree._Element,
-                     decoded: dict[etree._Element, DecodedAttachment]) -> list[dict[str, Any]]:
+    def _attachments(
+        self, root: etree._Element, envelope: etree._Element, decoded: dict[etree._Element, DecodedAttachment]
+    ) -> list[dict[str, Any]]:
         body = self.require(envelope, "edXMLBody")
         manifest = self.require(body, "edXMLManifest") if body is not None else None
         references = self.children(manifest, "Reference") if manifest is not None else []
@@ -576,33 +657,45 @@ class _Reader:
             loc: tuple[str | int, ...] = ("attachments", i)
             self.origins[loc] = ref
             cid = self._content_id(ref, ref, (*loc, "content_id"))
-            item = files.pop(cid, None)
-            if item is None:
+            carrier = files.get(cid)
+            if carrier is None:
                 self.problem(f"the manifest lists cid:{cid} but no AttachmentEncoded/Attachment carries it", ref)
                 continue
-            content = decoded.get(item)
+            del files[cid]
+            content = decoded.get(carrier)
             if content is None:
-                self.problem("attachment has no ContentTransferEncoded", item)
+                self.problem("attachment has no ContentTransferEncoded", carrier)
                 continue
             name = self.text(ref, "AttachmentName", (*loc, "name")) or ""
             ctype = (self.text(ref, "ContentType", (*loc, "content_type"), token=True) or "").lower()
-            self._check_item_matches(ref, item, name, ctype)
+            self._check_item_matches(ref, carrier, name, ctype)
             try:
                 safe = sanitize_attachment_name(name)
             except AttachmentError as e:
                 self.problem(e.message, self.origins[(*loc, "name")])
                 continue
             if safe != name:
-                self.quirk("unsafe-attachment-name", f"attachment name {name!r} is unsafe (path or control "
-                           f"characters); it is read as {safe!r}", self.origins[(*loc, "name")])
+                self.quirk(
+                    "unsafe-attachment-name",
+                    f"attachment name {name!r} is unsafe (path or control characters); it is read as {safe!r}",
+                    self.origins[(*loc, "name")],
+                )
             if problem := content_type_problem(ctype, content.data):
-                self.quirk("content-type-mismatch", f"attachment {safe!r}: {problem}", item)
-            out.append({"content_id": cid, "name": safe, "content_type": ctype,
-                        "description": self.text(ref, "Description", (*loc, "description"),
-                                                 required=self.mode is ParseMode.STRICT) or "",
-                        "data": content.data})
-        for cid, item in files.items():
-            self.problem(f"attachment cid:{cid} is not listed in the manifest (edXMLManifest)", item)
+                self.quirk("content-type-mismatch", f"attachment {safe!r}: {problem}", carrier)
+            out.append(
+                {
+                    "content_id": cid,
+                    "name": safe,
+                    "content_type": ctype,
+                    "description": self.text(
+                        ref, "Description", (*loc, "description"), required=self.mode is ParseMode.STRICT
+                    )
+                    or "",
+                    "data": content.data,
+                }
+            )
+        for cid, carrier in files.items():
+            self.problem(f"attachment cid:{cid} is not listed in the manifest (edXMLManifest)", carrier)
         return out
 
     def _check_item_matches(self, ref: etree._Element, item: etree._Element, name: str, ctype: str) -> None:
@@ -612,8 +705,14 @@ class _Reader:
         item_name = name if name_el is None else (name_el.text or "")
         item_type = ctype if type_el is None else (type_el.text or "").strip().lower()
         if item_name != name:
-            self.quirk("attachment-mismatch", f"attachment is named {item_name!r} but the manifest says {name!r}; "
-                       "the manifest is used", item)
+            self.quirk(
+                "attachment-mismatch",
+                f"attachment is named {item_name!r} but the manifest says {name!r}; the manifest is used",
+                item,
+            )
         if item_type != ctype:
-            self.quirk("attachment-mismatch", f"attachment is typed {item_type!r} but the manifest says {ctype!r}; "
-                       "the manifest is used", item)
+            self.quirk(
+                "attachment-mismatch",
+                f"attachment is typed {item_type!r} but the manifest says {ctype!r}; the manifest is used",
+                item,
+            )

@@ -11,7 +11,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, cast
 
 from lxml import etree
 
@@ -49,10 +49,10 @@ def check_prolog(head: bytes, *, allow_stray_prefix: bool) -> Prolog:
     """
     stray = 0
     pos = 3 if head.startswith(UTF8_BOM) else 0
-    if head[pos:pos + 2] in (b"\xff\xfe", b"\xfe\xff") or head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if head[pos : pos + 2] in (b"\xff\xfe", b"\xfe\xff") or head[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise UnreadableXmlError("document is UTF-16; edXML is exchanged in UTF-8")
     first = _skip_space(head, pos)
-    if not head[first:first + 1] == b"<":
+    if head[first : first + 1] != b"<":
         decl = head.find(b"<?xml", 0, MAX_STRAY_PREFIX)
         if decl < 0:
             what = "empty" if not head.strip() else "not XML: no '<' or XML declaration at the start"
@@ -65,7 +65,7 @@ def check_prolog(head: bytes, *, allow_stray_prefix: bool) -> Prolog:
         stray, first = decl, decl
     pos = first
     encoding = None
-    if head.startswith(b"<?xml", pos) and head[pos + 5:pos + 6] in (b" ", b"\t", b"\r", b"\n", b"?"):
+    if head.startswith(b"<?xml", pos) and head[pos + 5 : pos + 6] in (b" ", b"\t", b"\r", b"\n", b"?"):
         end = head.find(b"?>", pos)
         if end < 0:
             raise UnreadableXmlError("XML declaration is not closed")
@@ -78,8 +78,8 @@ def check_prolog(head: bytes, *, allow_stray_prefix: bool) -> Prolog:
         pos = _skip_space(head, pos)
         if pos - stray > MAX_PROLOG_BYTES or pos >= len(head):
             raise UnreadableXmlError(
-                "no root element within the first "
-                f"{MAX_PROLOG_BYTES // 1024} KiB" if pos < len(head) or len(head) > MAX_PROLOG_BYTES
+                f"no root element within the first {MAX_PROLOG_BYTES // 1024} KiB"
+                if pos < len(head) or len(head) > MAX_PROLOG_BYTES
                 else "document ends before its root element"
             )
         if head.startswith(b"<!--", pos):
@@ -161,11 +161,12 @@ def element_path(element: etree._Element) -> str:
 
 
 def location_of(element: etree._Element) -> Location:
-    return Location(element.sourceline, element_path(element))
+    # lxml-stubs types sourceline oddly; it is an int, or None for elements built in memory.
+    return Location(cast(int | None, element.sourceline), element_path(element))
 
 
 def iterparse_safely(
-    source: bytes | IO[bytes], *, limits: XmlLimits, allow_stray_prefix: bool
+    source: bytes | bytearray | memoryview | IO[bytes], *, limits: XmlLimits, allow_stray_prefix: bool
 ) -> tuple[Prolog, Iterator[tuple[str, etree._Element]]]:
     """Check the prolog, then yield ``(event, element)`` for ``start`` and ``end`` events within ``limits``.
 
@@ -207,11 +208,15 @@ def _events(reader: _BoundedReader, limits: XmlLimits) -> Iterator[tuple[str, et
                 if count == 1 and element.getroottree().docinfo.doctype:
                     raise UnsafeXmlError("document type declarations (DOCTYPE/DTD) are not allowed")
                 if depth > limits.max_depth:
-                    raise UnsafeXmlError(f"elements nest deeper than {limits.max_depth} levels",
-                                         Location(element.sourceline, etree.QName(element).localname))
+                    raise UnsafeXmlError(
+                        f"elements nest deeper than {limits.max_depth} levels",
+                        Location(element.sourceline, etree.QName(element).localname),
+                    )
                 if count > limits.max_elements:
-                    raise UnsafeXmlError(f"document has more than {limits.max_elements} elements",
-                                         Location(element.sourceline, etree.QName(element).localname))
+                    raise UnsafeXmlError(
+                        f"document has more than {limits.max_elements} elements",
+                        Location(element.sourceline, etree.QName(element).localname),
+                    )
             else:
                 depth -= 1
             yield event, element

@@ -1,0 +1,146 @@
+"""The ``lienthong edxml`` and ``lienthong demo`` commands, as a clerk runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from node.cli import app
+from schemas import ParseMode, parse_message
+from tests.conftest import REPO
+
+EXAMPLE = REPO / "docs" / "examples" / "monthly-report.yaml"
+runner = CliRunner()
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Path:
+    out = tmp_path / "report.edxml"
+    result = runner.invoke(app, ["edxml", "build", str(EXAMPLE), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_build_writes_a_strictly_valid_message_from_the_example_spec(built: Path) -> None:
+    parsed = parse_message(built, mode=ParseMode.STRICT)
+    header = parsed.message.header
+    assert header.document_id == "000.01.41.H41,2026/11/16,245/BC-STC"  # derived from from/date/code
+    assert parsed.message.business.document_id == header.document_id
+    (attachment,) = parsed.message.attachments
+    assert attachment.name == "bao-cao-thang-10.pdf"
+    assert attachment.content_type == "application/pdf"
+    assert attachment.data == (EXAMPLE.parent / "bao-cao-thang-10.pdf").read_bytes()
+
+
+def test_build_is_deterministic(built: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again.edxml"
+    assert runner.invoke(app, ["edxml", "build", str(EXAMPLE), "-o", str(again)]).exit_code == 0
+    assert again.read_bytes() == built.read_bytes()
+
+
+def test_build_names_the_bad_field(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(EXAMPLE.read_text(encoding="utf-8").replace("organ_id: 000.00.00.G12", "organ_id: bo-tai-chinh"),
+                    encoding="utf-8")
+    shutil.copy(EXAMPLE.parent / "bao-cao-thang-10.pdf", tmp_path)
+    result = runner.invoke(app, ["edxml", "build", str(spec), "-o", str(tmp_path / "x.edxml")])
+    assert result.exit_code == 1
+    assert "to.0.organ_id" in result.output
+    assert "bo-tai-chinh" in result.output
+    assert not (tmp_path / "x.edxml").exists()
+
+
+def test_build_reports_a_missing_attachment_file(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")  # PDF not copied next to it
+    result = runner.invoke(app, ["edxml", "build", str(spec), "-o", str(tmp_path / "x.edxml")])
+    assert result.exit_code == 1
+    assert "bao-cao-thang-10.pdf" in result.output
+
+
+def test_validate_exit_codes(built: Path, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["edxml", "validate", "--strict", str(built)]).exit_code == 0
+    assert runner.invoke(app, ["edxml", "validate", str(built)]).exit_code == 0
+
+    broken = tmp_path / "broken.edxml"
+    text = built.read_text(encoding="utf-8")
+    broken.write_text(text.replace("<edXML:OrganId>000.00.00.G12</edXML:OrganId>",
+                                   "<edXML:OrganId>000.00.00.g12</edXML:OrganId>"), encoding="utf-8")
+    result = runner.invoke(app, ["edxml", "validate", str(broken)])
+    assert result.exit_code == 1
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "000.00.00.G12" in s)
+    assert f"line {line}, /edXML/edXMLEnvelope/edXMLHeader/MessageHeader/To/OrganId" in result.output
+
+    garbage = tmp_path / "garbage.edxml"
+    garbage.write_bytes(b"\x00\x01 not xml")
+    assert runner.invoke(app, ["edxml", "validate", str(garbage)]).exit_code == 2
+    assert runner.invoke(app, ["edxml", "validate", str(tmp_path / "missing.edxml")]).exit_code == 2
+
+    bomb = tmp_path / "bomb.edxml"
+    bomb.write_text('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><edXML>&a;</edXML>')
+    result = runner.invoke(app, ["edxml", "validate", str(bomb)])
+    assert result.exit_code == 2
+    assert "DOCTYPE" in result.output
+
+
+def test_strict_refuses_what_tolerant_accepts_with_a_warning(built: Path, tmp_path: Path) -> None:
+    quirky = tmp_path / "quirky.edxml"
+    quirky.write_bytes(built.read_bytes().replace(b"2026/11/16</edXML:PromulgationDate>",
+                                                  b"16/11/2026</edXML:PromulgationDate>"))
+    tolerant = runner.invoke(app, ["edxml", "validate", str(quirky)])
+    assert tolerant.exit_code == 0
+    assert "day-first-date" in tolerant.output
+    strict = runner.invoke(app, ["edxml", "validate", "--strict", str(quirky)])
+    assert strict.exit_code == 1
+    assert "dd/MM/yyyy" in strict.output
+
+
+def test_show_human_and_json(built: Path) -> None:
+    human = runner.invoke(app, ["edxml", "show", str(built)])
+    assert human.exit_code == 0
+    assert "Bộ Tài chính" in human.output
+    assert "bao-cao-thang-10.pdf" in human.output
+    as_json = runner.invoke(app, ["edxml", "show", "--json", str(built)])
+    assert as_json.exit_code == 0
+    data = json.loads(as_json.stdout)
+    assert data["message"]["header"]["from"]["organ_id"] == "000.01.41.H41"
+    (att,) = data["message"]["attachments"]
+    assert att["size"] == (EXAMPLE.parent / "bao-cao-thang-10.pdf").stat().st_size
+    assert len(att["sha256"]) == 64
+
+
+def test_status_spec(tmp_path: Path) -> None:
+    spec = tmp_path / "status.yaml"
+    spec.write_text(
+        "kind: status\n"
+        "from: {organ_id: 000.00.00.G12, organ_name: Bộ Tài chính}\n"
+        "response_for: {organ_id: 000.01.41.H41, code: 245/BC-STC, promulgation_date: 2026-11-16,\n"
+        "               document_id: '000.01.41.H41,2026/11/16,245/BC-STC'}\n"
+        "status_code: 3\n"
+        "description: Đã vào sổ văn bản đến\n"
+        "timestamp: 2026-11-16T10:00:00+07:00\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "status.edxml"
+    assert runner.invoke(app, ["edxml", "build", str(spec), "-o", str(out)]).exit_code == 0
+    assert b"<edXML:StatusCode>03</edXML:StatusCode>" in out.read_bytes()
+    shown = runner.invoke(app, ["edxml", "show", str(out)])
+    assert "03 đã tiếp nhận" in shown.output
+
+
+def test_demo_runs_as_an_installed_command(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("lienthong")
+    assert exe.exists(), "the lienthong console script is not installed in this environment"
+    result = subprocess.run([str(exe), "demo", "--json", "--workdir", str(tmp_path)], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["round_trip"] is True
+    assert Path(summary["file"]).is_file()
+    assert "Bộ Tài chính" in result.stderr
