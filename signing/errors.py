@@ -1,5 +1,23 @@
 """Errors raised by the ``signing`` package."""
 
+from __future__ import annotations
+
 
 class SigningError(Exception):
     """Base of every error raised by ``signing``."""
+
+
+class KeyLoadError(SigningError):
+    """A key or certificate could not be loaded: the message says which file/token and why (never the secret)."""
+
+
+class PassphraseError(KeyLoadError):
+    """A passphrase or PIN was missing or wrong."""
+
+
+class SignError(SigningError):
+    """Producing a signature failed (token removed, key unusable, document not signable)."""
+
+
+class DevPkiError(SigningError):
+    """The development PKI could not be created or served."""

@@ -1,0 +1,1 @@
+"""Internals of ``signing``; import from the package top instead."""
