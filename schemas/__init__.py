@@ -7,7 +7,7 @@
     >>> parsed = parse_message(raw, mode=ParseMode.TOLERANT)     # real traffic; see parsed.warnings
 """
 
-from schemas._private.builder import build_message
+from schemas._private.builder import BUSINESS_ID, HEADER_ID, MANIFEST_ID, attachment_id, build_message
 from schemas._private.dates import VIETNAM_TIME, format_date, format_timestamp
 from schemas._private.parser import (
     ParsedMessage,
@@ -16,8 +16,10 @@ from schemas._private.parser import (
     ParseWarning,
     SignatureBlock,
     parse_message,
+    parse_tree,
     schema_path,
 )
+from schemas._private.safe_xml import XmlLimits, parse_xml_safely
 from schemas.attachments import (
     AttachmentLimits,
     content_type_problem,
@@ -73,6 +75,9 @@ from schemas.model import (
 from schemas.orgcode import CodeForm, OrganCode, OrganEntry, OrganRegistry, Sector, is_valid_organ_code
 
 __all__ = [
+    "BUSINESS_ID",
+    "HEADER_ID",
+    "MANIFEST_ID",
     "NAMESPACE",
     "VIETNAM_TIME",
     "Attachment",
@@ -119,6 +124,8 @@ __all__ = [
     "UnreadableXmlError",
     "UnsafeXmlError",
     "UpdateReceiver",
+    "XmlLimits",
+    "attachment_id",
     "build_message",
     "content_type_problem",
     "decode_attachment",
@@ -132,6 +139,8 @@ __all__ = [
     "new_uuid_document_id",
     "parse_conventional",
     "parse_message",
+    "parse_tree",
+    "parse_xml_safely",
     "sanitize_attachment_name",
     "schema_path",
 ]

@@ -22,6 +22,19 @@ from schemas.model import (
 )
 
 _NSMAP = {None: NAMESPACE, "edXML": NAMESPACE}
+
+# The parts the sending organisation's signature covers carry these Ids, so an XMLDSig Reference can name
+# each one: everything but the route (TraceHeader), which hops append after signing.
+HEADER_ID = "edxml-header"
+BUSINESS_ID = "edxml-business"
+MANIFEST_ID = "edxml-manifest"
+
+
+def attachment_id(index: int) -> str:
+    """The Id of the ``index``-th (0-based) AttachmentEncoded/Attachment."""
+    return f"edxml-attachment-{index + 1}"
+
+
 _ATTACHMENT_INDENT = "\n    "
 
 
@@ -40,8 +53,11 @@ class _Writer:
     def text(self, local: str, value: str) -> None:
         etree.SubElement(self.parent, _q(local)).text = value or None  # empty → <edXML:Fax/>
 
-    def child(self, local: str) -> _Writer:
-        return _Writer(etree.SubElement(self.parent, _q(local)))
+    def child(self, local: str, signed_id: str | None = None) -> _Writer:
+        element = etree.SubElement(self.parent, _q(local))
+        if signed_id is not None:
+            element.set("Id", signed_id)
+        return _Writer(element)
 
 
 def build_message(message: Message) -> bytes:
@@ -51,11 +67,11 @@ def build_message(message: Message) -> bytes:
     envelope = _Writer(etree.SubElement(root, _q("edXMLEnvelope"), nsmap={"edXML": NAMESPACE}))
     header = envelope.child("edXMLHeader")
     if isinstance(message, DocumentMessage):
-        _document_header(header.child("MessageHeader"), message.header)
+        _document_header(header.child("MessageHeader", HEADER_ID), message.header)
         trace = header.child("TraceHeaderList")
         _trace(trace, message.trace)
-        _business(trace.child("Bussiness"), message.business)
-        manifest = envelope.child("edXMLBody").child("edXMLManifest")
+        _business(trace.child("Bussiness", BUSINESS_ID), message.business)
+        manifest = envelope.child("edXMLBody").child("edXMLManifest", MANIFEST_ID)
         manifest.parent.set("version", "1.0")
         for att in message.attachments:
             ref = manifest.child("Reference")
@@ -64,7 +80,7 @@ def build_message(message: Message) -> bytes:
             ref.text("Description", att.description)
             ref.text("AttachmentName", att.name)
     else:
-        _status_header(header.child("MessageHeader"), message)
+        _status_header(header.child("MessageHeader", HEADER_ID), message)
         _trace(header.child("TraceHeaderList"), message.trace)
     etree.indent(root, space="  ")
     if isinstance(message, DocumentMessage) and message.attachments:
@@ -79,7 +95,7 @@ def _attachments(root: etree._Element, message: DocumentMessage) -> None:
     encoded.text = "\n    "
     encoded.tail = "\n"
     for i, att in enumerate(message.attachments):
-        item = etree.SubElement(encoded, _q("Attachment"))
+        item = etree.SubElement(encoded, _q("Attachment"), Id=attachment_id(i))
         item.text = "\n      "
         item.tail = _ATTACHMENT_INDENT if i + 1 < len(message.attachments) else "\n  "
         fields = (

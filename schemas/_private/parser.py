@@ -113,31 +113,57 @@ def parse_message(
     return reader.read(root, decoded)
 
 
+class _AttachmentDecoder:
+    """Decodes ContentTransferEncoded elements one by one, keeping count of the message's limits."""
+
+    def __init__(self, limits: AttachmentLimits) -> None:
+        self.limits = limits
+        self.decoded: dict[etree._Element, DecodedAttachment] = {}
+        self.total = 0
+
+    def feed(self, element: etree._Element) -> bool:
+        """Decode ``element`` if it is an attachment's content; True when it was."""
+        parent = element.getparent()
+        if parent is None or etree.QName(parent).localname != "Attachment":
+            return False
+        if len(self.decoded) >= self.limits.max_attachments:
+            raise UnsafeXmlError(
+                f"message has more than {self.limits.max_attachments} attachments", location_of(element)
+            )
+        item = decode_attachment(element.text or "", limits=self.limits, location=location_of(element))
+        self.total += len(item.data)
+        if self.total > self.limits.max_total_bytes:
+            raise AttachmentError(
+                f"attachments total more than the limit of {self.limits.max_total_bytes} bytes", location_of(element)
+            )
+        self.decoded[parent] = item
+        return True
+
+
 def _read_tree(events: Any, limits: AttachmentLimits) -> tuple[etree._Element, dict[etree._Element, DecodedAttachment]]:
     """Drain the events, decoding each attachment as soon as its text is complete and then dropping the text."""
     root: etree._Element | None = None
-    decoded: dict[etree._Element, DecodedAttachment] = {}
-    total = 0
+    decoder = _AttachmentDecoder(limits)
     for event, element in events:
         if root is None:
             root = element
-        if event != "end" or etree.QName(element).localname != "ContentTransferEncoded":
-            continue
-        parent = element.getparent()
-        if parent is None or etree.QName(parent).localname != "Attachment":
-            continue
-        if len(decoded) >= limits.max_attachments:
-            raise UnsafeXmlError(f"message has more than {limits.max_attachments} attachments", location_of(element))
-        item = decode_attachment(element.text or "", limits=limits, location=location_of(element))
-        total += len(item.data)
-        if total > limits.max_total_bytes:
-            raise AttachmentError(
-                f"attachments total more than the limit of {limits.max_total_bytes} bytes", location_of(element)
-            )
-        decoded[parent] = item
-        element.text = None
+        if event == "end" and etree.QName(element).localname == "ContentTransferEncoded" and decoder.feed(element):
+            element.text = None  # the decoded file is kept; its base64 is not needed any more
     assert root is not None  # iterparse raises on an empty document
-    return root, decoded
+    return root, decoder.decoded
+
+
+def parse_tree(
+    root: etree._Element, *, mode: ParseMode = ParseMode.STRICT, limits: ParseLimits = ParseLimits()
+) -> ParsedMessage:
+    """Read a message from a tree already parsed safely (see :func:`parse_xml_safely`); the tree is not changed.
+
+    The signing package uses this to read the very elements whose signature it checked.
+    """
+    decoder = _AttachmentDecoder(limits.attachments)
+    for element in root.iter(f"{{{NAMESPACE}}}ContentTransferEncoded", "ContentTransferEncoded"):
+        decoder.feed(element)
+    return _Reader(mode).read(root, decoder.decoded)
 
 
 @functools.cache

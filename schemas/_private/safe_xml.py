@@ -227,3 +227,19 @@ def _events(reader: _BoundedReader, limits: XmlLimits) -> Iterator[tuple[str, et
         if "entity" in msg.lower() and "not defined" in msg.lower():
             raise UnsafeXmlError(f"entity references are not allowed: {msg}", Location(e.lineno, "")) from None
         raise UnreadableXmlError(f"not well-formed XML: {msg}", Location(e.lineno, "")) from None
+
+
+def parse_xml_safely(
+    source: bytes | bytearray | memoryview | IO[bytes],
+    *,
+    limits: XmlLimits = XmlLimits(),
+    allow_stray_prefix: bool = False,
+) -> etree._Element:
+    """The root of a whole document read under the same rules as edXML messages (no DTD, bounded)."""
+    _prolog, events = iterparse_safely(source, limits=limits, allow_stray_prefix=allow_stray_prefix)
+    root: etree._Element | None = None
+    for _event, element in events:
+        if root is None:
+            root = element
+    assert root is not None
+    return root
