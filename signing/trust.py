@@ -1,0 +1,103 @@
+"""Trust configuration: which roots a node trusts, how hard it insists on revocation data, who is who.
+
+Trust roots are configuration (the Government CA of Ban Cơ yếu Chính phủ, licensed public CAs, or the dev
+PKI in tests). A :class:`TrustStore` is built once and reused for every verification: certificates are
+parsed once, and OCSP responses and CRLs fetched during one verification are kept for the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from pyhanko_certvalidator import ValidationContext
+
+from schemas import OrganRegistry
+from signing.errors import KeyLoadError
+
+RevocationMode = Literal["soft-fail", "hard-fail", "require"]
+
+
+def load_certificates(path: Path) -> list[x509.Certificate]:
+    """Every certificate in a PEM file (or one DER certificate)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise KeyLoadError(f"cannot read certificates from {path}: {e.strerror}") from None
+    try:
+        if b"-----BEGIN" in data:
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError as e:
+        raise KeyLoadError(f"{path} does not hold X.509 certificates: {e}") from None
+    return certs
+
+
+def to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
+
+
+@dataclass
+class TrustStore:
+    """Trusted roots, known intermediates, revocation policy and the agency registry.
+
+    ``revocation``: ``soft-fail`` accepts a certificate whose revocation status cannot be fetched,
+    ``hard-fail`` does not when the certificate names a source, ``require`` insists on revocation data.
+    """
+
+    roots: tuple[x509.Certificate, ...]
+    intermediates: tuple[x509.Certificate, ...] = ()
+    revocation: RevocationMode = "soft-fail"
+    allow_fetching: bool = True
+    registry: OrganRegistry | None = None
+    _asn1_roots: list[asn1_x509.Certificate] = field(init=False, repr=False)
+    _asn1_intermediates: list[asn1_x509.Certificate] = field(init=False, repr=False)
+    _ocsps: list[bytes] = field(default_factory=list, init=False, repr=False)
+    _crls: list[bytes] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.roots:
+            raise KeyLoadError("a trust store needs at least one root certificate")
+        self._asn1_roots = [to_asn1(c) for c in self.roots]
+        self._asn1_intermediates = [to_asn1(c) for c in self.intermediates]
+
+    @classmethod
+    def from_files(cls, roots: Sequence[Path], intermediates: Iterable[Path] = (), **kwargs: object) -> TrustStore:
+        root_certs = [c for p in roots for c in load_certificates(p)]
+        inter = [c for p in intermediates for c in load_certificates(p)]
+        return cls(roots=tuple(root_certs), intermediates=tuple(inter), **kwargs)  # type: ignore[arg-type]
+
+    def validation_context(
+        self,
+        moment: datetime | None,
+        *,
+        extra_certs: Iterable[x509.Certificate] = (),
+        ocsps: Iterable[bytes] = (),
+        crls: Iterable[bytes] = (),
+    ) -> ValidationContext:
+        """A pyhanko-certvalidator context at ``moment`` (None: now) with what this store already knows."""
+        return ValidationContext(
+            trust_roots=self._asn1_roots,
+            other_certs=[*self._asn1_intermediates, *(to_asn1(c) for c in extra_certs)],
+            moment=moment,
+            allow_fetching=self.allow_fetching,
+            revocation_mode=self.revocation,
+            ocsps=[*self._ocsps, *ocsps],
+            crls=[*self._crls, *crls],
+            retroactive_revinfo=moment is not None,
+        )
+
+    def remember_revocation(self, ocsps: Iterable[bytes], crls: Iterable[bytes]) -> None:
+        """Keep fetched OCSP responses and CRLs for later verifications (bounded)."""
+        for store, new in ((self._ocsps, ocsps), (self._crls, crls)):
+            for item in new:
+                if item not in store:
+                    store.append(item)
+            del store[:-256]
