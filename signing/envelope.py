@@ -311,8 +311,8 @@ class _EnvelopeChecker:
 
     def _run(self, base: SignatureReport) -> SignatureReport:
         sig = self._the_signature()
+        self._check_unique_ids()  # first: a duplicated Id is the mark of a wrapping attempt, say so
         self._check_layout()
-        self._check_unique_ids()
         signed_info = _one(sig, xmldsig.ds("SignedInfo"), "SignedInfo")
         self._check_algorithms(signed_info)
         certs = self._certificates(sig)

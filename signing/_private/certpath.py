@@ -57,7 +57,8 @@ def check_certificate(
     check = CertificateCheck(Indication.TOTAL_PASSED)
     try:
         path = asyncio.run(validator.async_validate_usage(set(key_usage), extended_key_usage=extended_key_usage))
-        check.chain = tuple(CertificateInfo.of(x509.load_der_x509_certificate(c.dump())) for c in path)
+        # leaf first, root last: the order a reader follows the chain
+        check.chain = tuple(CertificateInfo.of(x509.load_der_x509_certificate(c.dump())) for c in reversed(list(path)))
     except RevokedError as e:
         check = CertificateCheck(Indication.TOTAL_FAILED, SubIndication.REVOKED, [f"certificate of {subject}: {e}"])
     except ExpiredError as e:

@@ -1,0 +1,106 @@
+"""A tiny in-memory PKI for signature tests that do not need revocation responders."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
+
+NOW = dt.datetime.now(dt.UTC)
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+@dataclass
+class SoftKey:
+    """Satisfies signing.envelope.EnvelopeKey with a software key."""
+
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    private_key: PrivateKey
+
+    def sign(self, data: bytes) -> bytes:
+        if isinstance(self.private_key, rsa.RSAPrivateKey):
+            return self.private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return self.private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def new_key(kind: str = "rsa", bits: int = 2048) -> PrivateKey:
+    if kind == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def issue(
+    subject: str,
+    key: PrivateKey,
+    issuer: tuple[x509.Certificate, PrivateKey] | None,
+    *,
+    ca: bool = False,
+    organ_code: str | None = None,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> x509.Certificate:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, subject), x509.NameAttribute(NameOID.ORGANIZATION_NAME, subject)]
+    if organ_code:
+        attrs.append(x509.NameAttribute(NameOID.USER_ID, organ_code))
+    name = x509.Name(attrs)
+    issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (name, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or NOW - dt.timedelta(days=1))
+        .not_valid_after(not_after or NOW + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=not ca,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if issuer:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
+            critical=False,  # type: ignore[arg-type]
+        )
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+@dataclass
+class MiniPki:
+    root: x509.Certificate
+    root_key: PrivateKey
+    issuing: x509.Certificate
+    issuing_key: PrivateKey
+
+    @classmethod
+    def create(cls, name: str = "Test Root CA") -> MiniPki:
+        root_key = new_key()
+        long_ago = NOW - dt.timedelta(days=3650)
+        root = issue(name, root_key, None, ca=True, not_before=long_ago)
+        issuing_key = new_key()
+        issuing = issue(f"{name} Issuing", issuing_key, (root, root_key), ca=True, not_before=long_ago)
+        return cls(root, root_key, issuing, issuing_key)
+
+    def organisation(
+        self, organ_code: str | None, name: str = "Sở Tài chính", kind: str = "rsa", **kw: object
+    ) -> SoftKey:
+        key = new_key(kind)
+        cert = issue(name, key, (self.issuing, self.issuing_key), organ_code=organ_code, **kw)  # type: ignore[arg-type]
+        return SoftKey(cert, (self.issuing,), key)
