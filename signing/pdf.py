@@ -233,7 +233,7 @@ def sign_pdf(
         signer=key.signer,
         timestamper=timestamper,
         stamp_style=style,
-        new_field_spec=SigFieldSpec(sig_field_name=field_name, on_page=page, box=box),
+        new_field_spec=SigFieldSpec(sig_field_name=field_name, on_page=page, box=_int_box(box)),
     )
     params = {
         "organisation": options.organisation_name or _organisation(key.key.certificate),
@@ -385,3 +385,8 @@ def verify_pdf_document(
         verified_at=datetime.now(UTC),
         signatures=tuple(verify_pdf(name, data, trust, at=at)),
     )
+
+
+def _int_box(box: Box) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = (round(v) for v in box)
+    return (x0, y0, x1, y1)

@@ -7,9 +7,9 @@ import hashlib
 from datetime import datetime
 
 from asn1crypto import cms, tsp
-from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 from pyhanko.sign.timestamps.api import TimeStamper
+from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
 
 from signing.errors import SignError
