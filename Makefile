@@ -1,11 +1,11 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
-# Both build a local .venv from pyproject.toml; nothing is installed outside it
-# except the system tools the integration tests need (installed by scripts/ci-deps.sh under CI).
+# Both build a local .venv from pyproject.toml; nothing is installed outside it except the
+# system tools the tests use (xmlsec1, pdfsig, SoftHSM2, fonts), by scripts/system-deps.sh.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,10 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy node signing schemas storage adapters
 
-unit: $(VENV)/.installed-dev
+system-deps:
+	@scripts/system-deps.sh
+
+unit: $(VENV)/.installed-dev system-deps
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
