@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from node.cli import demo, edxml
+from node.cli import demo, edxml, signatures
 
 app = typer.Typer(
     name="lienthong",
@@ -14,6 +14,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(edxml.app, name="edxml")
+app.add_typer(signatures.app, name="sign")
+app.command(name="verify")(signatures.verify)
 app.command(name="demo")(demo.demo)
 
 
