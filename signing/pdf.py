@@ -29,6 +29,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from PIL import Image
+from pyhanko.pdf_utils import layout
 from pyhanko.pdf_utils.content import PdfContent
 from pyhanko.pdf_utils.font.api import FontEngineFactory
 from pyhanko.pdf_utils.font.basic import SimpleFontEngineFactory
@@ -82,12 +83,21 @@ class SignatureRole(StrEnum):
     COPY = "copy"  # bản sao điện tử
 
 
+SEAL_TEXT_WIDTH = 160.0
+SEAL_TEXT_HEIGHT = 26.0
+
+
 def seal_box(signer_box: Box = SIGNER_BOX, size: float = SEAL_SIZE) -> Box:
-    """The seal's box: its right part covers the left third of the signer's image, vertically centred."""
+    """The seal stamp's box: the seal image at its top centre, organisation name and time beneath.
+
+    The image's right part covers the left third of the signer's image, and is vertically centred on it.
+    """
     x0, y0, x1, y1 = signer_box
-    right = x0 + (x1 - x0) / 3
-    middle = (y0 + y1) / 2
-    return (right - size, middle - size / 2, right, middle + size / 2)
+    seal_right = x0 + (x1 - x0) / 3
+    seal_top = (y0 + y1) / 2 + size / 2
+    width = max(size, SEAL_TEXT_WIDTH)
+    left = seal_right - (width + size) / 2
+    return (left, seal_top - size - SEAL_TEXT_HEIGHT, left + width, seal_top)
 
 
 @functools.cache
@@ -112,6 +122,7 @@ def _font() -> FontEngineFactory:
         return SimpleFontEngineFactory("Times-Roman", 0.5)
     from fontTools import subset
     from fontTools.ttLib import TTFont
+    from fontTools.ttLib.scaleUpem import scale_upem
     from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 
     logging.getLogger("fontTools.subset").setLevel(logging.ERROR)
@@ -125,6 +136,8 @@ def _font() -> FontEngineFactory:
         subsetter = subset.Subsetter(options)
         subsetter.populate(text=_STAMP_CHARACTERS)
         subsetter.subset(font)
+        # pyHanko writes /W in font units as if there were 1000 per em; Times/Liberation have 2048.
+        scale_upem(font, 1000)
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(f".{os.getpid()}.tmp")
         font.save(str(partial))
@@ -171,6 +184,15 @@ def _style(options: PdfSignOptions, writer: IncrementalPdfFileWriter) -> tuple[T
                 background=background,
                 background_opacity=1.0,
                 border_width=0,
+                background_layout=layout.SimpleBoxLayoutRule(
+                    x_align=layout.AxisAlignment.ALIGN_MID,
+                    y_align=layout.AxisAlignment.ALIGN_MAX,
+                    margins=layout.Margins(bottom=SEAL_TEXT_HEIGHT),
+                ),
+                inner_content_layout=layout.SimpleBoxLayoutRule(
+                    x_align=layout.AxisAlignment.ALIGN_MID,
+                    y_align=layout.AxisAlignment.ALIGN_MIN,
+                ),
             ),
             seal_box(options.signer_box),
             options.page,
