@@ -17,7 +17,8 @@ from schemas.errors import DocumentIdError, OrganCodeError
 from schemas.orgcode import OrganCode
 
 MAX_LENGTH = 256
-_CONVENTIONAL = re.compile(r"([^,]+),(\d{4})/(\d{2})/(\d{2}),([^/,]+)/([^,]+)")
+# re.ASCII: \d is 0-9 only; int() would otherwise read Arabic-Indic or full-width digits as a date.
+_CONVENTIONAL = re.compile(r"([^,]+),(\d{4})/(\d{2})/(\d{2}),([^/,]+)/([^,]+)", re.ASCII)
 
 
 class DocumentIdForm(Enum):

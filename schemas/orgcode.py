@@ -101,6 +101,8 @@ class OrganCode:
         QCVN 102 form: zero the leftmost non-zero group (``002.00.20.H13`` → ``000.00.20.H13`` →
         ``000.00.00.H13``). QĐ 20/2020 form: drop the leftmost group (``01.02.G22`` → ``02.G22``).
         """
+        if self.is_top_level:
+            return None
         groups = list(self.groups)
         if self.form is CodeForm.QCVN_102:
             for i, g in enumerate(groups[:-1]):
@@ -158,7 +160,11 @@ class OrganRegistry:
         return self._entries.get(_as_code(code))
 
     def __contains__(self, code: object) -> bool:
-        return isinstance(code, OrganCode | str) and self.get(code) is not None
+        if isinstance(code, str):
+            if not is_valid_organ_code(code):
+                return False
+            code = OrganCode.parse(code)
+        return isinstance(code, OrganCode) and code in self._entries
 
     def __iter__(self) -> Iterator[OrganEntry]:
         return iter(self._entries.values())

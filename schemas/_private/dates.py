@@ -11,10 +11,10 @@ from datetime import date, datetime, timedelta, timezone
 
 VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
 
-_ISO_DATE = re.compile(r"(\d{4})/(\d{2})/(\d{2})")
-_DAY_FIRST_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
-_ISO_TIMESTAMP = re.compile(r"(\d{4})/(\d{2})/(\d{2}) (\d{2}):(\d{2}):(\d{2})")
-_DAY_FIRST_TIMESTAMP = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})")
+_ISO_DATE = re.compile(r"(\d{4})/(\d{2})/(\d{2})", re.ASCII)
+_DAY_FIRST_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})", re.ASCII)
+_ISO_TIMESTAMP = re.compile(r"(\d{4})/(\d{2})/(\d{2}) (\d{2}):(\d{2}):(\d{2})", re.ASCII)
+_DAY_FIRST_TIMESTAMP = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})", re.ASCII)
 
 
 def format_date(value: date) -> str:

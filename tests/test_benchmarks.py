@@ -1,0 +1,47 @@
+"""The benchmarks run and speak JSON on their last line. Smoke only: no timing is asserted here."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+EDXML_NUMBERS = (
+    "message_bytes",
+    "pdf_bytes",
+    "build_msgs_per_s",
+    "parse_strict_msgs_per_s",
+    "parse_tolerant_msgs_per_s",
+    "attachment_decode_mb_per_s",
+    "raw_base64_decode_mb_per_s",
+    "decode_vs_raw_base64",
+)
+
+
+def test_edxml_benchmark_prints_one_json_object_last() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "edxml.py"), "--seconds", "0.05"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) > 1, "human-readable lines come before the JSON"
+    result = json.loads(lines[-1])
+    assert isinstance(result, dict)
+    for key in EDXML_NUMBERS:
+        value = result[key]
+        assert isinstance(value, int | float), key
+        assert not isinstance(value, bool), key
+        assert math.isfinite(value), (key, value)
+        assert value > 0, (key, value)
+    assert result["message_bytes"] > result["pdf_bytes"] >= 900_000
+    for key in ("python", "lxml"):
+        assert isinstance(result[key], str), key
+        assert result[key], key
