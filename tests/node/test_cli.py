@@ -46,8 +46,10 @@ def test_build_is_deterministic(built: Path, tmp_path: Path) -> None:
 
 def test_build_names_the_bad_field(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
-    spec.write_text(EXAMPLE.read_text(encoding="utf-8").replace("organ_id: 000.00.00.G12", "organ_id: bo-tai-chinh"),
-                    encoding="utf-8")
+    spec.write_text(
+        EXAMPLE.read_text(encoding="utf-8").replace("organ_id: 000.00.00.G12", "organ_id: bo-tai-chinh"),
+        encoding="utf-8",
+    )
     shutil.copy(EXAMPLE.parent / "bao-cao-thang-10.pdf", tmp_path)
     result = runner.invoke(app, ["edxml", "build", str(spec), "-o", str(tmp_path / "x.edxml")])
     assert result.exit_code == 1
@@ -70,8 +72,10 @@ def test_validate_exit_codes(built: Path, tmp_path: Path) -> None:
 
     broken = tmp_path / "broken.edxml"
     text = built.read_text(encoding="utf-8")
-    broken.write_text(text.replace("<edXML:OrganId>000.00.00.G12</edXML:OrganId>",
-                                   "<edXML:OrganId>000.00.00.g12</edXML:OrganId>"), encoding="utf-8")
+    broken.write_text(
+        text.replace("<edXML:OrganId>000.00.00.G12</edXML:OrganId>", "<edXML:OrganId>000.00.00.g12</edXML:OrganId>"),
+        encoding="utf-8",
+    )
     result = runner.invoke(app, ["edxml", "validate", str(broken)])
     assert result.exit_code == 1
     line = next(i for i, s in enumerate(text.splitlines(), 1) if "000.00.00.G12" in s)
@@ -91,8 +95,9 @@ def test_validate_exit_codes(built: Path, tmp_path: Path) -> None:
 
 def test_strict_refuses_what_tolerant_accepts_with_a_warning(built: Path, tmp_path: Path) -> None:
     quirky = tmp_path / "quirky.edxml"
-    quirky.write_bytes(built.read_bytes().replace(b"2026/11/16</edXML:PromulgationDate>",
-                                                  b"16/11/2026</edXML:PromulgationDate>"))
+    quirky.write_bytes(
+        built.read_bytes().replace(b"2026/11/16</edXML:PromulgationDate>", b"16/11/2026</edXML:PromulgationDate>")
+    )
     tolerant = runner.invoke(app, ["edxml", "validate", str(quirky)])
     assert tolerant.exit_code == 0
     assert "day-first-date" in tolerant.output
@@ -137,8 +142,13 @@ def test_status_spec(tmp_path: Path) -> None:
 def test_demo_runs_as_an_installed_command(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("lienthong")
     assert exe.exists(), "the lienthong console script is not installed in this environment"
-    result = subprocess.run([str(exe), "demo", "--json", "--workdir", str(tmp_path)], capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [str(exe), "demo", "--json", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["round_trip"] is True
