@@ -49,7 +49,9 @@ from pyhanko.stamp import TextStampStyle
 
 from schemas import VIETNAM_TIME
 from signing._private.images import handwriting_png, seal_png
+from signing._private.pyhanko_signer import pyhanko_signer
 from signing.errors import SignError
+from signing.keys import SigningKey
 from signing.report import (
     CertificateInfo,
     Indication,
@@ -84,7 +86,7 @@ class SignatureRole(StrEnum):
 
 
 SEAL_TEXT_WIDTH = 160.0
-SEAL_TEXT_HEIGHT = 26.0
+SEAL_TEXT_HEIGHT = 26
 
 
 def seal_box(signer_box: Box = SIGNER_BOX, size: float = SEAL_SIZE) -> Box:
@@ -216,9 +218,7 @@ def _organisation(cert: x509.Certificate) -> str:
 class PdfSigningKey:
     """A key prepared once for PAdES: the pyHanko signer is built once and reused for every document."""
 
-    def __init__(self, key: Any) -> None:
-        from signing._private.pyhanko_signer import pyhanko_signer
-
+    def __init__(self, key: SigningKey) -> None:
         self.key = key
         self.signer = pyhanko_signer(key)
 
