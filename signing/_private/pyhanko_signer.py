@@ -31,7 +31,8 @@ class KeySigner(Signer):
         chain = [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in key.chain]
         super().__init__(
             signing_cert=certificate,
-            cert_registry=SimpleCertificateStore.from_certs([certificate, *chain]),
+            # pyHanko adds signing_cert itself; listing it here too puts it twice in the CMS, which NSS rejects.
+            cert_registry=SimpleCertificateStore.from_certs(list(chain)),
             signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": key.algorithm.pyhanko_mechanism}),
             embed_roots=embed_roots,
             prefer_pss=False,

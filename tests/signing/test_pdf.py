@@ -1,0 +1,212 @@
+"""PAdES signatures on PDFs: the three roles, independent verification by poppler, and changes after signing."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+from node.samples import sample_pdf
+from signing.keys import load_pem
+from signing.pdf import (
+    COPY_BOX,
+    SIGNER_BOX,
+    PdfSigningKey,
+    PdfSignOptions,
+    SignatureRole,
+    seal_box,
+    sign_pdf,
+    verify_pdf,
+    verify_pdf_document,
+)
+from signing.report import Indication, SubIndication
+from signing.trust import TrustStore
+from tests.conftest import require
+from tests.signing.conftest import CaFixture
+
+
+@pytest.fixture(scope="module")
+def key(test_ca: CaFixture) -> PdfSigningKey:
+    return PdfSigningKey(load_pem(test_ca.rsa.key_path, test_ca.rsa.cert_path, test_ca.chain_path))
+
+
+@pytest.fixture(scope="module")
+def trust(test_ca: CaFixture) -> TrustStore:
+    return TrustStore(roots=(test_ca.root,), allow_fetching=False)
+
+
+@pytest.fixture(scope="module")
+def report_pdf(key: PdfSigningKey) -> bytes:
+    """A report signed as on paper: the signer, then the organisation's seal."""
+    pdf = sample_pdf("Bao cao thang 10/2026", size=50_000)
+    signed = sign_pdf(pdf, key, PdfSignOptions(role=SignatureRole.SIGNER))
+    return sign_pdf(
+        signed, key, PdfSignOptions(role=SignatureRole.ORGANISATION, organisation_name="Sở Tài chính tỉnh Nghệ An")
+    )
+
+
+def test_signer_then_organisation_both_pass(report_pdf: bytes, trust: TrustStore) -> None:
+    reports = verify_pdf("bao-cao.pdf", report_pdf, trust)
+    assert [r.role for r in reports] == ["signer", "organisation"]
+    assert all(r.indication is Indication.TOTAL_PASSED for r in reports), [r.reasons for r in reports]
+    signer, seal = reports
+    # the signer's signature was followed by one revision: the seal, which is allowed
+    assert [(rev.modification_level, rev.allowed) for rev in signer.revisions_after] == [("SIGNATURE", True)]
+    assert seal.revisions_after == ()
+    assert signer.signer is not None and signer.signer.organ_code == "000.01.41.H41"
+    assert verify_pdf_document(report_pdf, trust).exit_code == 0
+
+
+def test_electronic_copy_signature(report_pdf: bytes, key: PdfSigningKey, trust: TrustStore) -> None:
+    copy = sign_pdf(report_pdf, key, PdfSignOptions(role=SignatureRole.COPY))
+    reports = verify_pdf("copy.pdf", copy, trust)
+    assert [r.role for r in reports] == ["signer", "organisation", "copy"]
+    assert all(r.indication is Indication.TOTAL_PASSED for r in reports)
+
+
+def test_seal_overlaps_the_left_third_of_the_signers_image() -> None:
+    x0, y0, x1, y1 = SIGNER_BOX
+    sx0, sy0, sx1, sy1 = seal_box()
+    third = x0 + (x1 - x0) / 3
+    # the seal image is centred in its box; its right edge is at the signer's first third
+    seal_image_right = (sx0 + sx1) / 2 + 50
+    assert seal_image_right == pytest.approx(third)
+    assert sy1 > y0 and sy0 < y1  # vertically overlapping
+
+
+def _render(pdf: bytes, tmp_path: Path) -> Image.Image:
+    require(shutil.which("pdftoppm") is not None, "pdftoppm (Debian package poppler-utils) is not installed")
+    (tmp_path / "in.pdf").write_bytes(pdf)
+    subprocess.run(
+        ["pdftoppm", "-r", "72", "-png", "-singlefile", str(tmp_path / "in.pdf"), str(tmp_path / "page")], check=True
+    )
+    return Image.open(tmp_path / "page.png").convert("RGB")
+
+
+def test_stamps_are_visible_where_they_belong(report_pdf: bytes, key: PdfSigningKey, tmp_path: Path) -> None:
+    page = _render(sign_pdf(report_pdf, key, PdfSignOptions(role=SignatureRole.COPY)), tmp_path)
+    height = page.height  # 72 dpi: one pixel per point, y grows downwards
+
+    def pixels(box: tuple[float, float, float, float], test) -> int:  # type: ignore[no-untyped-def]
+        x0, y0, x1, y1 = (int(v) for v in box)
+        region = page.crop((x0, height - y1, x1, height - y0))
+        return sum(1 for p in region.get_flattened_data() if test(p))
+
+    red = lambda p: p[0] > 150 and p[1] < 90 and p[2] < 90  # noqa: E731
+    blue = lambda p: p[2] > 120 and p[0] < 90  # noqa: E731
+    dark = lambda p: sum(p) < 250  # noqa: E731
+    x0, y0, x1, y1 = SIGNER_BOX
+    left_third = (x0, y0, x0 + (x1 - x0) / 3, y1)
+    assert pixels(left_third, red) > 30, "the red seal covers the left third of the signature"
+    assert pixels(SIGNER_BOX, blue) > 100, "the handwritten signature image is drawn"
+    assert pixels((x0 + 2 * (x1 - x0) / 3, y0, x1, y1), red) == 0, "the seal stays on the left"
+    assert pixels(COPY_BOX, dark) > 50, "the copy text is at the top right of page 1"
+
+
+def _pdfsig(pdf: bytes, nss: Path, tmp_path: Path, name: str) -> str:
+    (tmp_path / name).write_bytes(pdf)
+    result = subprocess.run(
+        ["pdfsig", "-nssdir", f"sql:{nss}", str(tmp_path / name)], capture_output=True, text=True, check=False
+    )
+    return result.stdout
+
+
+def _nss_db(path: Path, *certs: tuple[str, Path, str]) -> Path:
+    path.mkdir()
+    subprocess.run(["certutil", "-N", "-d", f"sql:{path}", "--empty-password"], check=True)
+    for nickname, cert, trust_flags in certs:
+        subprocess.run(
+            ["certutil", "-A", "-d", f"sql:{path}", "-n", nickname, "-t", trust_flags, "-i", str(cert)], check=True
+        )
+    return path
+
+
+def test_pdfsig_trusts_our_signatures(
+    report_pdf: bytes, key: PdfSigningKey, test_ca: CaFixture, tmp_path: Path
+) -> None:
+    require(
+        shutil.which("pdfsig") is not None and shutil.which("certutil") is not None,
+        "pdfsig (poppler-utils) and certutil (libnss3-tools) are needed",
+    )
+    # Only the root is trusted: the chain must come from the certificates we embed.
+    root_only = _nss_db(tmp_path / "root-only", ("root", test_ca.root_path, "CT,C,C"))
+    one = sign_pdf(sample_pdf("one signature"), key)
+    out = _pdfsig(one, root_only, tmp_path, "one.pdf")
+    assert "Signature is Valid." in out and "Certificate is Trusted." in out, out
+
+    # Two signatures by one certificate: poppler 22.12 fails to re-import the same temporary certificates
+    # for the second one ("Unknown issue with Certificate"), so the recipient's database knows them, as a
+    # recipient's would from the agency registry.
+    known = _nss_db(
+        tmp_path / "known",
+        ("root", test_ca.root_path, "CT,C,C"),
+        ("issuing", test_ca.chain_path, ",,"),
+        ("agency", test_ca.rsa.cert_path, ",,"),
+    )
+    out = _pdfsig(report_pdf, known, tmp_path, "report.pdf")
+    assert out.count("Signature is Valid.") == 2, out
+    assert out.count("Certificate is Trusted.") == 2, out
+
+    # and poppler notices a changed byte inside what was signed
+    tampered = bytearray(report_pdf)
+    tampered[report_pdf.index(b"Bao cao thang")] = ord("X")
+    assert "Signature is Valid." not in _pdfsig(bytes(tampered), known, tmp_path, "tampered.pdf")
+
+
+def _change_content_after_signing(pdf: bytes) -> bytes:
+    """An incremental update that replaces the text of page 1: what a forger would do."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    page = writer.root["/Pages"]["/Kids"][0].get_object()
+    stream = generic.StreamObject(stream_data=b"BT /F1 18 Tf 72 760 Td (Forged figures) Tj ET")
+    page["/Contents"] = writer.add_object(stream)
+    writer.update_container(page)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_content_changed_after_the_last_signature_never_passes(report_pdf: bytes, trust: TrustStore) -> None:
+    forged = _change_content_after_signing(report_pdf)
+    reports = verify_pdf("forged.pdf", forged, trust)
+    assert reports and all(r.indication is not Indication.TOTAL_PASSED for r in reports)
+    seal = reports[-1]
+    assert seal.sub_indication is SubIndication.MODIFIED_AFTER_SIGNING
+    assert seal.revisions_after and not seal.revisions_after[-1].allowed
+    assert verify_pdf_document(forged, trust).exit_code == 1
+
+
+def test_changed_signed_byte_is_a_hash_failure(report_pdf: bytes, trust: TrustStore) -> None:
+    tampered = bytearray(report_pdf)
+    tampered[report_pdf.index(b"Bao cao thang")] = ord("X")
+    reports = verify_pdf("t.pdf", bytes(tampered), trust)
+    assert all(r.indication is Indication.TOTAL_FAILED for r in reports)
+    assert {r.sub_indication for r in reports} == {SubIndication.HASH_FAILURE}
+
+
+def test_untrusted_signer_is_indeterminate(report_pdf: bytes) -> None:
+    from tests.signing.pki_helpers import MiniPki
+
+    stranger = TrustStore(roots=(MiniPki.create("Other Root").root,), allow_fetching=False)
+    reports = verify_pdf("x.pdf", report_pdf, stranger)
+    assert {r.indication for r in reports} == {Indication.INDETERMINATE}
+    assert {r.sub_indication for r in reports} == {SubIndication.NO_CERTIFICATE_CHAIN_FOUND}
+
+
+def test_unsigned_and_broken_pdfs(trust: TrustStore) -> None:
+    assert verify_pdf("plain.pdf", sample_pdf(), trust) == []
+    assert verify_pdf_document(sample_pdf(), trust).exit_code == 1  # no signature at all is not a pass
+    (broken,) = verify_pdf("broken.pdf", b"%PDF-1.7\nnot really", trust)
+    assert broken.sub_indication is SubIndication.FORMAT_FAILURE
+
+
+def test_cannot_sign_what_is_not_a_pdf(key: PdfSigningKey) -> None:
+    from signing.errors import SignError
+
+    with pytest.raises(SignError, match="PDF"):
+        sign_pdf(b"hello", key)
