@@ -7,6 +7,7 @@ import hashlib
 from datetime import datetime
 
 from asn1crypto import cms, tsp
+from asn1crypto import x509 as asn1_x509
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.sign.validation.errors import SignatureValidationError
@@ -14,7 +15,7 @@ from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
 
 from signing.errors import SignError
 from signing.report import TimestampInfo
-from signing.trust import TrustStore
+from signing.trust import TrustStore, to_asn1
 
 
 class HttpTimestamper:
@@ -50,11 +51,22 @@ def token_time(token: bytes) -> datetime:
     return info["gen_time"].native  # type: ignore[no-any-return]
 
 
-def verify_timestamp_token(token: bytes, data_digest: bytes, trust: TrustStore) -> TimestampInfo:
-    """Check that ``token`` is a valid TSA signature over ``data_digest`` (SHA-256), by a trusted TSA."""
+IMPRINT_ALGORITHMS = frozenset({"sha256", "sha384", "sha512"})
+
+
+def verify_timestamp_token(
+    token: bytes, data_digest: bytes, trust: TrustStore, *, digest_algorithm: str = "sha256"
+) -> TimestampInfo:
+    """Check that ``token`` is a valid TSA signature over ``data_digest``, by a trusted TSA.
+
+    ``digest_algorithm`` (sha256, sha384 or sha512) is the one ``data_digest`` was computed with; the
+    token's imprint must use the same. A TSA certificate the token does not carry is looked up in ``trust``.
+    """
+    if digest_algorithm not in IMPRINT_ALGORITHMS:
+        raise ValueError(f"timestamp imprints with {digest_algorithm} are not accepted")
     try:
         content = cms.ContentInfo.load(token)
-        signed_data = content["content"]
+        signed_data = _with_tsa_certificate(content["content"], trust)
         gen_time = token_time(token)
     except (ValueError, KeyError, TypeError) as e:
         return TimestampInfo(
@@ -66,8 +78,8 @@ def verify_timestamp_token(token: bytes, data_digest: bytes, trust: TrustStore) 
         )
 
     def expected(algorithm: str) -> bytes:
-        if algorithm != "sha256":
-            raise SignatureValidationError(f"timestamp imprint uses {algorithm}; SHA-256 expected")
+        if algorithm != digest_algorithm:
+            raise SignatureValidationError(f"timestamp imprint uses {algorithm}; {digest_algorithm} expected")
         return data_digest
 
     context = trust.validation_context(gen_time)
@@ -77,7 +89,9 @@ def verify_timestamp_token(token: bytes, data_digest: bytes, trust: TrustStore) 
         return TimestampInfo(time=gen_time, tsa="?", imprint_matches=False, valid=False, problem=str(e))
     cert = status.get("signing_cert")
     tsa = cert.subject.human_friendly if cert is not None else "?"
-    intact, valid, trusted = status.get("intact", False), status.get("valid", False), status.get("trusted", False)
+    intact, valid = status.get("intact", False), status.get("valid", False)
+    # ``trusted`` is a property of pyHanko's status classes, not one of these keyword arguments
+    trusted = status.get("trust_problem_indic") is None and status.get("validation_path") is not None
     problem = (
         ""
         if intact and valid and trusted
@@ -90,6 +104,33 @@ def verify_timestamp_token(token: bytes, data_digest: bytes, trust: TrustStore) 
         )
     )
     return TimestampInfo(time=gen_time, tsa=tsa, imprint_matches=bool(intact), valid=not problem, problem=problem)
+
+
+def _with_tsa_certificate(signed_data: cms.SignedData, trust: TrustStore) -> cms.SignedData:
+    """``signed_data`` with the TSA certificate added from ``trust`` when the token does not carry it.
+
+    RFC 3161 lets a TSA leave its certificate out (certReq false); pyHanko needs it in the bag. Only the
+    certificate named by the SignerInfo's sid is added; the bag is outside what the TSA signed.
+    """
+    sid = signed_data["signer_infos"][0]["sid"]
+    carried = [c.chosen for c in signed_data["certificates"] or () if c.name == "certificate"]
+
+    def named(cert: asn1_x509.Certificate) -> bool:
+        if sid.name == "issuer_and_serial_number":
+            return bool(
+                cert.issuer == sid.chosen["issuer"] and cert.serial_number == sid.chosen["serial_number"].native
+            )
+        return bool(cert.key_identifier == sid.chosen.native)
+
+    if any(named(c) for c in carried):
+        return signed_data
+    known = [to_asn1(c) for c in (*trust.intermediates, *trust.roots)]
+    found = next((c for c in known if named(c)), None)
+    if found is None:
+        return signed_data
+    extended = signed_data.copy()
+    extended["certificates"] = [*(signed_data["certificates"] or ()), cms.CertificateChoices({"certificate": found})]
+    return extended
 
 
 def sha256(data: bytes) -> bytes:
