@@ -315,12 +315,16 @@ def _verify_one(
         )
     cert = x509.load_der_x509_certificate(status.signing_cert.dump())
     level = _modification_level(status)
+    # pyHanko judges all later revisions together; when that verdict is OTHER, no later revision is vouched
+    # for, not even one that also adds a signature.
+    acceptable = level in ("NONE", "LTA_UPDATES", "FORM_FILLING")
     revisions = tuple(
         PdfRevision(
             index=r,
-            allowed=(r in signed_revisions) or level in ("NONE", "LTA_UPDATES", "FORM_FILLING"),
-            modification_level="SIGNATURE" if r in signed_revisions else level,
-            description="a later signature" if r in signed_revisions else "an incremental update",
+            allowed=acceptable or (r in signed_revisions and level != "OTHER"),
+            modification_level="SIGNATURE" if r in signed_revisions and level != "OTHER" else level,
+            description=("a later signature" if r in signed_revisions else "an incremental update")
+            + ("" if acceptable or r not in signed_revisions else ", with other changes"),
         )
         for r in range(sig.signed_revision + 1, total_revisions)
     )
@@ -342,7 +346,10 @@ def _verify_one(
         reasons.append("the signer's certificate is revoked")
     elif not status.trusted:
         indication, sub = Indication.INDETERMINATE, _untrusted_reason(status)
-        reasons.append(f"the signer's certificate could not be validated: {status.validation_path or ''}".strip())
+        problem = getattr(status, "trust_problem_indic", None)
+        reasons.append(
+            "the signer's certificate could not be validated" + (f" ({problem.name})" if problem is not None else "")
+        )
     timestamp = None
     if status.timestamp_validity is not None:
         ts = status.timestamp_validity
@@ -355,7 +362,7 @@ def _verify_one(
     return SignatureReport(
         id=ident,
         format="PAdES",
-        level=_pades_level(status),
+        level=_pades_level(status, "/DSS" in sig.reader.root, len(sig.reader.embedded_timestamp_signatures) > 0),
         indication=indication,
         sub_indication=sub,
         reasons=tuple(reasons),
@@ -383,13 +390,17 @@ def _untrusted_reason(status: PdfSignatureStatus) -> SubIndication:
         return SubIndication.NOT_YET_VALID
     if "REVOCATION" in summary or "TRY_LATER" in summary:
         return SubIndication.REVOCATION_UNKNOWN
+    if "CRYPTO_CONSTRAINTS" in summary or "ALGORITHM" in summary:
+        return SubIndication.SIG_CONSTRAINTS_FAILURE
     return SubIndication.NO_CERTIFICATE_CHAIN_FOUND
 
 
-def _pades_level(status: PdfSignatureStatus) -> str:
-    if status.timestamp_validity is not None:
-        return "B-T"
-    return "B-B"
+def _pades_level(status: PdfSignatureStatus, has_dss: bool, has_doc_timestamp: bool) -> str:
+    if status.timestamp_validity is None:
+        return "B-B"
+    if has_dss:
+        return "B-LTA" if has_doc_timestamp else "B-LT"
+    return "B-T"
 
 
 def _role_of(field_name: str) -> str:
