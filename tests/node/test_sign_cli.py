@@ -1,0 +1,166 @@
+"""``lienthong sign envelope|pdf`` and ``lienthong verify``, as a clerk and a recipient run them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+from typer.testing import CliRunner
+
+from node.cli import app
+from node.samples import sample_monthly_report, sample_pdf
+from schemas import build_message
+from tests.signing.conftest import CaFixture, SoftHsmToken
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def message(tmp_path: Path) -> Path:
+    path = tmp_path / "report.edxml"
+    path.write_bytes(build_message(sample_monthly_report(pdf_size=5_000)))
+    return path
+
+
+def _pem_args(ca: CaFixture) -> list[str]:
+    return ["--key", str(ca.rsa.key_path), "--cert", str(ca.rsa.cert_path), "--chain", str(ca.chain_path)]
+
+
+def test_sign_and_verify_an_envelope(message: Path, test_ca: CaFixture, tmp_path: Path) -> None:
+    signed = tmp_path / "signed.edxml"
+    result = runner.invoke(app, ["sign", "envelope", str(message), str(signed), *_pem_args(test_ca)])
+    assert result.exit_code == 0, result.output
+    verified = runner.invoke(app, ["verify", str(signed), "--trust", str(test_ca.root_path), "--offline"])
+    assert verified.exit_code == 0, verified.output
+    assert "HỢP LỆ / VALID" in verified.output
+    assert "000.01.41.H41" in verified.output
+
+    as_json = runner.invoke(app, ["verify", str(signed), "--trust", str(test_ca.root_path), "--offline", "--json"])
+    report = json.loads(as_json.stdout)
+    assert report["indication"] == "TOTAL_PASSED"
+    assert report["signatures"][0]["signed_parts"][0] == "MessageHeader"
+
+
+def test_verify_exit_codes(message: Path, test_ca: CaFixture, tmp_path: Path) -> None:
+    signed = tmp_path / "signed.edxml"
+    runner.invoke(app, ["sign", "envelope", str(message), str(signed), *_pem_args(test_ca)])
+    tampered = tmp_path / "tampered.edxml"
+    tampered.write_bytes(signed.read_bytes().replace(b"BC-STC</edXML:CodeNotation>", b"BC-XYZ</edXML:CodeNotation>"))
+    failed = runner.invoke(app, ["verify", str(tampered), "--trust", str(test_ca.root_path), "--offline"])
+    assert failed.exit_code == 1
+    assert "HASH_FAILURE" in failed.output
+    assert "MessageHeader was changed after signing" in failed.output
+
+    from tests.signing.pki_helpers import MiniPki
+
+    other_root = tmp_path / "other-root.pem"
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    other_root.write_bytes(MiniPki.create("Other").root.public_bytes(Encoding.PEM))
+    unknown = runner.invoke(app, ["verify", str(signed), "--trust", str(other_root), "--offline"])
+    assert unknown.exit_code == 2
+    assert "NO_CERTIFICATE_CHAIN_FOUND" in unknown.output
+
+    unsigned = runner.invoke(app, ["verify", str(message), "--trust", str(test_ca.root_path), "--offline"])
+    assert unsigned.exit_code == 1
+    assert "not signed" in unsigned.output
+
+
+def test_pkcs12_passphrase_comes_from_the_environment(
+    message: Path, test_ca: CaFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "org.p12"
+    bundle.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"org", test_ca.rsa.key, test_ca.rsa.cert, [test_ca.issuing], BestAvailableEncryption(b"m4t-kh4u")
+        )
+    )
+    signed = tmp_path / "signed.edxml"
+    missing = runner.invoke(app, ["sign", "envelope", str(message), str(signed), "--pkcs12", str(bundle)])
+    assert missing.exit_code == 1
+    assert "passphrase" in missing.output
+    monkeypatch.setenv("ORG_P12_PASS", "wrong")
+    wrong = runner.invoke(
+        app,
+        ["sign", "envelope", str(message), str(signed), "--pkcs12", str(bundle), "--passphrase-env", "ORG_P12_PASS"],
+    )
+    assert wrong.exit_code == 1
+    assert "wrong" not in wrong.output.replace("wrong passphrase", "")  # the secret itself is never printed
+    monkeypatch.setenv("ORG_P12_PASS", "m4t-kh4u")
+    ok = runner.invoke(
+        app,
+        ["sign", "envelope", str(message), str(signed), "--pkcs12", str(bundle), "--passphrase-env", "ORG_P12_PASS"],
+    )
+    assert ok.exit_code == 0, ok.output
+    assert runner.invoke(app, ["verify", str(signed), "--trust", str(test_ca.root_path), "--offline"]).exit_code == 0
+
+
+def test_sign_with_a_token(
+    message: Path, softhsm_token: SoftHsmToken, test_ca: CaFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOKEN_PIN", softhsm_token.pin)
+    token_args = [
+        "--pkcs11-module",
+        str(softhsm_token.module),
+        "--token",
+        softhsm_token.token_label,
+        "--key-label",
+        softhsm_token.rsa_label,
+        "--chain",
+        str(softhsm_token.chain),
+        "--passphrase-env",
+        "TOKEN_PIN",
+    ]
+    signed = tmp_path / "signed.edxml"
+    result = runner.invoke(app, ["sign", "envelope", str(message), str(signed), *token_args])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["verify", str(signed), "--trust", str(test_ca.root_path), "--offline"]).exit_code == 0
+
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(sample_pdf("token"))
+    signed_pdf = tmp_path / "signed.pdf"
+    result = runner.invoke(app, ["sign", "pdf", str(pdf), str(signed_pdf), "--role", "organisation", *token_args])
+    assert result.exit_code == 0, result.output
+    verified = runner.invoke(app, ["verify", str(signed_pdf), "--trust", str(test_ca.root_path), "--offline"])
+    assert verified.exit_code == 0, verified.output
+    assert "organisation seal" in verified.output
+
+
+def test_sign_pdf_roles_and_bad_role(test_ca: CaFixture, tmp_path: Path) -> None:
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(sample_pdf("roles"))
+    step1, step2 = tmp_path / "s1.pdf", tmp_path / "s2.pdf"
+    assert (
+        runner.invoke(app, ["sign", "pdf", str(pdf), str(step1), "--role", "signer", *_pem_args(test_ca)]).exit_code
+        == 0
+    )
+    assert runner.invoke(app, ["sign", "pdf", str(step1), str(step2), *_pem_args(test_ca)]).exit_code == 0
+    report = json.loads(
+        runner.invoke(app, ["verify", str(step2), "--trust", str(test_ca.root_path), "--offline", "--json"]).stdout
+    )
+    assert [s["role"] for s in report["signatures"]] == ["signer", "organisation"]
+    bad = runner.invoke(app, ["sign", "pdf", str(pdf), str(step1), "--role", "boss", *_pem_args(test_ca)])
+    assert bad.exit_code == 1
+    assert "--role" in bad.output
+
+
+def test_an_envelope_with_a_signed_pdf_reports_both(test_ca: CaFixture, tmp_path: Path) -> None:
+    from signing.keys import load_pem
+    from signing.pdf import PdfSigningKey, sign_pdf
+
+    key = load_pem(test_ca.rsa.key_path, test_ca.rsa.cert_path, test_ca.chain_path)
+    report = sample_monthly_report()
+    signed_pdf = sign_pdf(report.attachments[0].data, PdfSigningKey(key))
+    message = report.model_copy(
+        update={"attachments": (report.attachments[0].model_copy(update={"data": signed_pdf}),)}
+    )
+    path = tmp_path / "with-pdf.edxml"
+    path.write_bytes(build_message(message))
+    signed = tmp_path / "signed.edxml"
+    assert runner.invoke(app, ["sign", "envelope", str(path), str(signed), *_pem_args(test_ca)]).exit_code == 0
+    result = runner.invoke(app, ["verify", str(signed), "--trust", str(test_ca.root_path), "--offline", "--json"])
+    assert result.exit_code == 0, result.output
+    ids = [s["id"] for s in json.loads(result.stdout)["signatures"]]
+    assert ids == ["envelope", "attachment:bao-cao-ngan-sach-2026-10.pdf#Organisation1"]
