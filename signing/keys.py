@@ -897,6 +897,13 @@ class KeyCache:
         with self._lock:
             self._entries.clear()
 
+    def close(self) -> None:
+        """Close every cached key (ending token sessions) and empty the cache: for shutdown."""
+        with self._lock:
+            entries, self._entries = list(self._entries.values()), {}
+        for _, key in entries:
+            key.close()
+
     def __contains__(self, ref: object) -> bool:
         return ref in self._entries
 

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# Session fixtures shared across packages (test CA, SoftHSM token) are defined once, here, so that one
+# process never creates two tokens: PKCS#11 modules read their configuration only once.
+pytest_plugins = ["tests.signing.fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from node.cli import app
 from node.samples import sample_monthly_report, sample_pdf
 from schemas import build_message
-from tests.signing.conftest import CaFixture, SoftHsmToken
+from tests.signing.fixtures import CaFixture, SoftHsmToken
 
 runner = CliRunner()
 
@@ -97,6 +98,16 @@ def test_pkcs12_passphrase_comes_from_the_environment(
     assert runner.invoke(app, ["verify", str(signed), "--trust", str(test_ca.root_path), "--offline"]).exit_code == 0
 
 
+@pytest.fixture
+def cached_keys_closed() -> Iterator[None]:
+    """The CLI keeps keys in the process-wide cache (as the node does); close them so the token is free."""
+    yield
+    from signing import keys
+
+    keys.KEYS.close()
+
+
+@pytest.mark.usefixtures("cached_keys_closed")
 def test_sign_with_a_token(
     message: Path, softhsm_token: SoftHsmToken, test_ca: CaFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

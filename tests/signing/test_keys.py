@@ -35,7 +35,7 @@ from signing.keys import (
     load_pkcs11,
     load_pkcs12,
 )
-from tests.signing.conftest import CaFixture, Leaf, SoftHsmToken, write_certs, write_key
+from tests.signing.fixtures import CaFixture, Leaf, SoftHsmToken, write_certs, write_key
 
 SECRET = "mật khẩu rất bí mật 42"
 DATA = "Báo cáo tài chính tháng 10/2026".encode()

@@ -28,7 +28,7 @@ from signing.pdf import (
 from signing.report import Indication, SubIndication
 from signing.trust import TrustStore
 from tests.conftest import require
-from tests.signing.conftest import CaFixture
+from tests.signing.fixtures import CaFixture
 
 
 @pytest.fixture(scope="module")
