@@ -223,10 +223,15 @@ def _events(reader: _BoundedReader, limits: XmlLimits) -> Iterator[tuple[str, et
     except etree.XMLSyntaxError as e:
         if reader.over_limit:
             raise UnsafeXmlError(f"document is larger than the limit of {limits.max_bytes} bytes") from None
-        msg = str(e.msg or e)
+        msg, line = str(e.msg or e), e.lineno
+        # With resolve_entities=False, lxml's iterparse replaces libxml2's error (e.g. "Entity 'foo' not
+        # defined") by a generic "no element found" at line 0; the real one is the last in the error log.
+        last = getattr(e.error_log, "last_error", None) if not line else None  # lxml-stubs omit it
+        if last is not None and last.line:
+            msg, line = last.message, last.line
         if "entity" in msg.lower() and "not defined" in msg.lower():
-            raise UnsafeXmlError(f"entity references are not allowed: {msg}", Location(e.lineno, "")) from None
-        raise UnreadableXmlError(f"not well-formed XML: {msg}", Location(e.lineno, "")) from None
+            raise UnsafeXmlError(f"entity references are not allowed: {msg}", Location(line, "")) from None
+        raise UnreadableXmlError(f"not well-formed XML: {msg}", Location(line, "")) from None
 
 
 def parse_xml_safely(
