@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from schemas.errors import AttachmentError, Location
 
 MAX_NAME_BYTES = 255
+_WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+)
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # ZIP's epoch: no clock in the bytes, so builds are reproducible
 # Already-compressed formats are stored; deflating them again costs time and gains nothing.
 _STORED_TYPES = frozenset(
@@ -60,9 +63,13 @@ def sanitize_attachment_name(name: str) -> str:
     name = name.replace("\\", "/")
     name = posixpath.basename(name)
     name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co", "Cn"))
-    name = name.strip().lstrip(".").strip()
-    if ":" in name:  # drive letters and NTFS alternate streams
-        name = name.rsplit(":", 1)[-1].strip()
+    if len(name) >= 2 and name[1] == ":" and name[0].isascii() and name[0].isalpha():
+        name = name[2:]  # a drive-relative Windows path: C:report.pdf
+    name = name.split(":", 1)[0]  # an NTFS alternate stream (report.pdf:hidden) is not part of the name
+    # Windows drops trailing dots and spaces, and leading dots hide files on Unix.
+    name = name.strip().lstrip(".").rstrip(". ").strip()
+    if name and name.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
+        name = f"_{name}"
     if not name:
         raise AttachmentError("attachment name is empty once paths and control characters are removed")
     encoded = name.encode("utf-8")

@@ -144,6 +144,18 @@ class _BoundedReader(io.RawIOBase):
         return chunk
 
 
+def _read_at_least(stream: IO[bytes], size: int) -> bytes:
+    """``size`` bytes or up to the end: one ``read`` may return less on pipes and raw streams."""
+    chunks, have = [], 0
+    while have < size:
+        chunk = stream.read(size - have)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        have += len(chunk)
+    return b"".join(chunks)
+
+
 def element_path(element: etree._Element) -> str:
     """``/edXML/edXMLEnvelope/...`` with local names and 1-based indexes where siblings share a name."""
     parts = []
@@ -179,7 +191,7 @@ def iterparse_safely(
             raise UnsafeXmlError(f"document is {len(data)} bytes; the limit is {limits.max_bytes}")
         head, rest = data, None
     else:
-        head, rest = source.read(MAX_PROLOG_BYTES + MAX_STRAY_PREFIX), source
+        head, rest = _read_at_least(source, MAX_PROLOG_BYTES + MAX_STRAY_PREFIX), source
     prolog = check_prolog(head, allow_stray_prefix=allow_stray_prefix)
     reader = _BoundedReader(head, rest, prolog.stray_prefix, limits.max_bytes)
     return prolog, _events(reader, limits)

@@ -553,3 +553,20 @@ def test_zip_member_name_does_not_leak_into_the_model() -> None:
     for mode in ParseMode:
         parsed = parse_message(document, mode=mode)
         assert parsed.message.attachments[0].name == "bao-cao-ngan-sach-2026-10.pdf"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [
+        ("report.pdf:hidden-stream", "report.pdf"),  # NTFS alternate data stream
+        ("C:report.pdf", "report.pdf"),  # drive-relative Windows path
+        ("x.pdf.", "x.pdf"),  # Windows drops the trailing dot
+        ("x.pdf . ", "x.pdf"),
+        ("CON", "_CON"),  # reserved device names on Windows
+        ("nul.txt", "_nul.txt"),
+        ("COM1.pdf", "_COM1.pdf"),
+        ("CONTRACT.pdf", "CONTRACT.pdf"),  # only the exact device names are reserved
+    ],
+)
+def test_windows_hazards_in_names(raw: str, safe: str) -> None:
+    assert sanitize_attachment_name(raw) == safe
