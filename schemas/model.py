@@ -18,8 +18,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas._private.dates import to_vietnam_time
-from schemas._private.text import normalize_text
-from schemas.errors import OrganCodeError
+from schemas._private.text import first_non_xml_char, normalize_text
+from schemas.errors import AttachmentError, OrganCodeError
 from schemas.orgcode import OrganCode
 
 NAMESPACE = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
@@ -36,6 +36,8 @@ def _organ_id(value: str) -> str:
 def _document_id(value: str) -> str:
     if not value or value != value.strip() or any(c in value for c in "\r\n\t"):
         raise ValueError("DocumentId must be non-empty, on one line, without surrounding spaces")
+    if (bad := first_non_xml_char(value)) is not None:
+        raise ValueError(f"DocumentId contains U+{ord(value[bad]):04X}, which XML cannot carry")
     if len(value) > 256:
         raise ValueError(f"DocumentId is {len(value)} characters; at most 256")
     return value
@@ -44,17 +46,31 @@ def _document_id(value: str) -> str:
 def _attachment_name(value: str) -> str:
     from schemas.attachments import sanitize_attachment_name
 
-    safe = sanitize_attachment_name(value)
+    try:
+        safe = sanitize_attachment_name(value)
+    except AttachmentError as e:  # not a ValueError: pydantic would let it escape unwrapped
+        raise ValueError(f"attachment name {value!r} is unusable: {e.message}") from None
     if safe != value:
         raise ValueError(f"attachment name {value!r} is unsafe (paths, control characters); use {safe!r}")
     return value
 
 
 def _content_id(value: str) -> str:
-    bare = value.removeprefix("cid:")
+    bare = value
+    while bare.startswith("cid:"):  # every prefix: the builder adds one back, the parser removes one
+        bare = bare.removeprefix("cid:")
     if not bare or any(c.isspace() or c in "<>\"'" for c in bare):
         raise ValueError(f"content id {value!r} must be a non-empty token without spaces, quotes or <>")
+    if (bad := first_non_xml_char(bare)) is not None:
+        raise ValueError(f"content id contains U+{ord(bare[bad]):04X}, which XML cannot carry")
     return bare
+
+
+def _timestamp(value: datetime) -> datetime:
+    try:
+        return to_vietnam_time(value)
+    except OverflowError:
+        raise ValueError(f"timestamp {value.isoformat()} is out of range in Vietnam time") from None
 
 
 Text = Annotated[str, AfterValidator(normalize_text)]
@@ -62,7 +78,7 @@ Text = Annotated[str, AfterValidator(normalize_text)]
 OrganId = Annotated[str, AfterValidator(_organ_id)]
 """An organisation code (mã định danh), see :mod:`schemas.orgcode`."""
 DocumentId = Annotated[str, AfterValidator(_document_id)]
-Timestamp = Annotated[datetime, AfterValidator(to_vietnam_time)]
+Timestamp = Annotated[datetime, AfterValidator(_timestamp)]
 """An instant, kept in Vietnam time to the second (edXML carries no zone); naive input means ICT."""
 AttachmentName = Annotated[str, AfterValidator(normalize_text), AfterValidator(_attachment_name)]
 ContentId = Annotated[str, AfterValidator(_content_id)]
