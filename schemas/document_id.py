@@ -43,15 +43,20 @@ class ConventionalDocumentId:
 def make_document_id(organ_id: str, promulgation_date: date, code_number: str, code_notation: str) -> str:
     """Build the conventional DocumentId, validating each part."""
     for name, part in (("code number", code_number), ("code notation", code_notation)):
-        if not part or "," in part or any(c.isspace() and c != " " for c in part):
-            raise DocumentIdError(f"{name} {part!r} cannot be used in a DocumentId (empty, comma or control space)")
+        if not part or "," in part or part != part.strip() or any(c.isspace() and c != " " for c in part):
+            raise DocumentIdError(
+                f"{name} {part!r} cannot be used in a DocumentId (empty, comma, surrounding or control spaces)"
+            )
     if "/" in code_number:
         raise DocumentIdError(f"code number {code_number!r} must not contain '/'")
     try:
         code = OrganCode.parse(organ_id)
     except OrganCodeError as e:
         raise DocumentIdError(f"DocumentId sender: {e}") from e
-    return str(ConventionalDocumentId(code, promulgation_date, code_number, code_notation))
+    value = str(ConventionalDocumentId(code, promulgation_date, code_number, code_notation))
+    if len(value) > MAX_LENGTH:
+        raise DocumentIdError(f"DocumentId would be {len(value)} characters; at most {MAX_LENGTH}")
+    return value
 
 
 def new_uuid_document_id() -> str:

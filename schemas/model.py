@@ -86,7 +86,14 @@ ContentId = Annotated[str, AfterValidator(_content_id)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, validate_default=True)
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        validate_default=True,
+        ser_json_bytes="base64",
+        val_json_bytes="base64",  # attachments travel in JSON APIs as base64
+    )
 
 
 class BusinessDocType(IntEnum):

@@ -25,7 +25,7 @@ from schemas.attachments import (
     sanitize_attachment_name,
 )
 from schemas.document_id import DocumentIdForm, document_id_form
-from schemas.errors import AttachmentError, InvalidEdxmlError, Location, SchemasError, UnsafeXmlError
+from schemas.errors import AttachmentError, InvalidEdxmlError, Location, UnsafeXmlError
 from schemas.model import NAMESPACE, DocumentMessage, Message, StatusMessage
 
 XMLDSIG_NAMESPACE = "http://www.w3.org/2000/09/xmldsig#"
@@ -351,18 +351,18 @@ class _Reader:
         )
         if self.problems:
             raise self._invalid()
-        if self.mode is ParseMode.STRICT:
-            self.problems = _xsd_problems(root, "status" if is_status else "document")
-            if self.problems:
-                raise self._invalid()
         model_type: type[StatusMessage] | type[DocumentMessage] = StatusMessage if is_status else DocumentMessage
+        # The model speaks first: its messages name the rule ("only 0-9, A-Z and '.'"), the XSD's only the
+        # pattern. The XSD then checks what the model does not see: order, namespaces, stray elements.
         try:
             message = model_type.model_validate(data)
         except ValidationError as e:
             self._model_problems(e, root)
             raise self._invalid() from None
-        except SchemasError as e:  # a sanitiser deep in a validator
-            raise InvalidEdxmlError(str(e)) from None
+        if self.mode is ParseMode.STRICT:
+            self.problems = _xsd_problems(root, "status" if is_status else "document")
+            if self.problems:
+                raise self._invalid()
         return ParsedMessage(message, self.mode, tuple(self.warnings), signature)
 
     def _invalid(self) -> InvalidEdxmlError:
@@ -609,13 +609,21 @@ class _Reader:
             out["appendixes"] = [a.text or "" for a in self.children(appendixes, "Appendix")]
         return {k: v for k, v in out.items() if v is not None}
 
+    def _spelling(self, parent: etree._Element, name: str) -> str:
+        """``name`` as edXML spells it (Bussiness…), or the single-s spelling some systems write, with a quirk."""
+        single = name.replace("Bussiness", "Business")
+        if self.child(parent, name) is None and (element := self.child(parent, single)) is not None:
+            self.quirk("business-spelling", f"{single} spelled with one s; edXML spells it {name}", element)
+            return single
+        return name
+
     def _business(self, b: etree._Element, loc: tuple[str | int, ...]) -> dict[str, Any]:
         self.origins[loc] = b
         strict = self.mode is ParseMode.STRICT
         out: dict[str, Any] = {
             "document_id": self._document_id(b, (*loc, "document_id")),
-            "doc_type": self.integer(b, "BussinessDocType", (*loc, "doc_type")),
-            "reason": self.text(b, "BussinessDocReason", (*loc, "reason"), required=strict) or "",
+            "doc_type": self.integer(b, self._spelling(b, "BussinessDocType"), (*loc, "doc_type")),
+            "reason": self.text(b, self._spelling(b, "BussinessDocReason"), (*loc, "reason"), required=strict) or "",
         }
         if strict or self.child(b, "Paper") is not None:
             out["paper"] = self.flag(b, "Paper", (*loc, "paper"))
@@ -623,7 +631,7 @@ class _Reader:
             out["staff_info"] = self._staff(
                 staff if staff is not None else self.require(b, "StaffInfo"), (*loc, "staff_info")
             )
-        if (info := self.child(b, "BussinessDocumentInfo", "BusinessDocumentInfo")) is not None:
+        if (info := self.child(b, self._spelling(b, "BussinessDocumentInfo"))) is not None:
             iloc = (*loc, "document_info")
             self.origins[iloc] = info
             receivers = []
