@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from node.cli import demo, edxml, signatures
+from node.cli import demo, edxml, pki, signatures
 
 app = typer.Typer(
     name="lienthong",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(edxml.app, name="edxml")
 app.add_typer(signatures.app, name="sign")
+app.add_typer(pki.app, name="pki")
 app.command(name="verify")(signatures.verify)
 app.command(name="demo")(demo.demo)
 

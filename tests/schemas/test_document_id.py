@@ -162,11 +162,13 @@ organ_ids = st.one_of(
 # white space other than plain spaces.
 _part_characters = st.characters(exclude_categories=("Cs", "Zl", "Zp"), exclude_characters=",")
 numbers = st.text(_part_characters, min_size=1, max_size=12).filter(
-    lambda s: "/" not in s and not any(c.isspace() and c != " " for c in s)
+    lambda s: "/" not in s and s == s.strip() and not any(c.isspace() and c != " " for c in s)
 )
 notations = st.one_of(
     st.sampled_from(["BC-UBND", "QĐ-TTg", "CV-VPCP", "BC-STC/NS", "TB-BTC"]),
-    st.text(_part_characters, min_size=1, max_size=24).filter(lambda s: not any(c.isspace() and c != " " for c in s)),
+    st.text(_part_characters, min_size=1, max_size=24).filter(
+        lambda s: s == s.strip() and not any(c.isspace() and c != " " for c in s)
+    ),
 )
 
 
@@ -180,3 +182,14 @@ def test_make_then_parse_round_trips(organ_id: str, day: date, number: str, nota
     assert parsed.code_number == number
     assert parsed.code_notation == notation
     assert str(parsed) == text
+
+
+@pytest.mark.parametrize(("number", "notation"), [(" 12", "BC"), ("12", "BC "), ("12", " ")])
+def test_parts_with_surrounding_spaces_are_refused(number: str, notation: str) -> None:
+    with pytest.raises(DocumentIdError, match="surrounding"):
+        make_document_id("000.00.00.G22", date(2026, 1, 2), number, notation)
+
+
+def test_document_ids_stay_within_the_limit() -> None:
+    with pytest.raises(DocumentIdError, match="at most 256"):
+        make_document_id("000.00.00.G22", date(2026, 1, 2), "1", "X" * 300)
