@@ -61,6 +61,7 @@ from signing.report import (
     TimestampInfo,
     VerificationReport,
 )
+from signing.timestamps import subject_name
 from signing.trust import TrustStore
 
 Box = tuple[float, float, float, float]
@@ -355,7 +356,7 @@ def _verify_one(
         ts = status.timestamp_validity
         timestamp = TimestampInfo(
             time=ts.timestamp,
-            tsa=ts.signing_cert.subject.human_friendly,
+            tsa=subject_name(ts.signing_cert),
             imprint_matches=ts.intact,
             valid=ts.intact and ts.valid and ts.trusted,
         )

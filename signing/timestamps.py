@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from datetime import datetime
+from typing import Any
 
 from asn1crypto import cms, tsp
 from asn1crypto import x509 as asn1_x509
-from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 from pyhanko.sign.timestamps.api import TimeStamper
+from pyhanko.sign.timestamps.requests_client import RequestsHTTPTimeStamper
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
 
@@ -28,13 +29,13 @@ class HttpTimestamper:
     @property
     def pyhanko(self) -> TimeStamper:
         """The same TSA as a pyHanko timestamper, for PAdES."""
-        return HTTPTimeStamper(self.url, timeout=self._timeout)
+        return RequestsHTTPTimeStamper(self.url, timeout=self._timeout)
 
     def timestamp(self, digest: bytes) -> bytes:
         """A DER TimeStampToken over the SHA-256 ``digest``."""
 
         async def request() -> cms.ContentInfo:
-            return await HTTPTimeStamper(self.url, timeout=self._timeout).async_timestamp(digest, "sha256")
+            return await RequestsHTTPTimeStamper(self.url, timeout=self._timeout).async_timestamp(digest, "sha256")
 
         try:
             return asyncio.run(request()).dump()  # type: ignore[no-any-return]
@@ -52,6 +53,12 @@ def token_time(token: bytes) -> datetime:
 
 
 IMPRINT_ALGORITHMS = frozenset({"sha256", "sha384", "sha512"})
+
+
+def subject_name(cert: Any) -> str:
+    """The common name of an asn1crypto certificate, or its whole subject when it has none."""
+    native = cert.subject.native
+    return str(native.get("common_name") or cert.subject.human_friendly)
 
 
 def verify_timestamp_token(
@@ -88,7 +95,7 @@ def verify_timestamp_token(
     except SignatureValidationError as e:
         return TimestampInfo(time=gen_time, tsa="?", imprint_matches=False, valid=False, problem=str(e))
     cert = status.get("signing_cert")
-    tsa = cert.subject.human_friendly if cert is not None else "?"
+    tsa = subject_name(cert) if cert is not None else "?"
     intact, valid = status.get("intact", False), status.get("valid", False)
     # ``trusted`` is a property of pyHanko's status classes, not one of these keyword arguments
     trusted = status.get("trust_problem_indic") is None and status.get("validation_path") is not None

@@ -17,6 +17,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 
 from schemas import OrganRegistry
 from signing.errors import KeyLoadError
@@ -88,6 +89,9 @@ class TrustStore:
             other_certs=[*self._asn1_intermediates, *(to_asn1(c) for c in extra_certs)],
             moment=moment,
             allow_fetching=self.allow_fetching,
+            # requests, not aiohttp: each verification runs its own event loop, and aiohttp sessions
+            # outlive it (leaking sockets); requests holds nothing between calls.
+            fetcher_backend=RequestsFetcherBackend(per_request_timeout=10) if self.allow_fetching else None,
             revocation_mode=self.revocation,
             ocsps=[*self._ocsps, *ocsps],
             crls=[*self._crls, *crls],

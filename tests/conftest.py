@@ -30,8 +30,13 @@ def require(condition: bool, why: str) -> None:
 
 
 def _corpus_dir() -> Path:
+    """``$LIENTHONG_CORPUS``, else the first ``shared/corpus`` beside the checkout or one of its ancestors
+    (a CI clone may sit deeper than the working copy), else the workspace's."""
     configured = os.environ.get("LIENTHONG_CORPUS")
-    return Path(configured) if configured else REPO.parent / "shared" / "corpus"
+    if configured:
+        return Path(configured)
+    candidates = [p / "shared" / "corpus" for p in REPO.parents] + [Path("/work/shared/corpus")]
+    return next((c for c in candidates if (c / "README.md").is_file()), candidates[0])
 
 
 @pytest.fixture(scope="session")

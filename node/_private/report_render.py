@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from schemas import VIETNAM_TIME
 from signing.report import Indication, SignatureReport, VerificationReport
 
 _VERDICT = {
@@ -19,6 +22,11 @@ _ROLE = {
     "organisation": "cơ quan, tổ chức (organisation seal)",
     "copy": "bản sao điện tử (electronic copy)",
 }
+
+
+def _ict(moment: datetime) -> str:
+    """Vietnam time to the second, the way documents state it: 2026-11-16T09:30:00+07:00."""
+    return moment.astimezone(VIETNAM_TIME).replace(microsecond=0).isoformat()
 
 
 def _title(sig: SignatureReport) -> str:
@@ -55,10 +63,10 @@ def render_signature(sig: SignatureReport) -> RenderableType:
             f"serial {sig.signer.serial}, valid {sig.signer.not_before:%Y-%m-%d} → {sig.signer.not_after:%Y-%m-%d}",
         )
     if sig.claimed_signing_time:
-        row("Thời gian ký", f"{sig.claimed_signing_time.isoformat()} (claimed by the signer)")
+        row("Thời gian ký", f"{_ict(sig.claimed_signing_time)} (claimed by the signer)")
     if sig.timestamp:
         ok = "valid" if sig.timestamp.valid else f"NOT valid: {sig.timestamp.problem}"
-        row("Dấu thời gian", f"{sig.timestamp.time.isoformat()} by {sig.timestamp.tsa} ({ok})")
+        row("Dấu thời gian", f"{_ict(sig.timestamp.time)} by {sig.timestamp.tsa} ({ok})")
     if sig.signed_parts:
         row("Phạm vi ký", ", ".join(sig.signed_parts))
     if sig.chain:
@@ -76,7 +84,7 @@ def render_signature(sig: SignatureReport) -> RenderableType:
         source = {"requested": "the time asked for", "timestamp": "the time the timestamp proves", "current": "now"}[
             sig.validation_time_source
         ]
-        row("Kiểm tra tại", f"{sig.validation_time:%Y-%m-%d %H:%M:%S %Z} ({source})")
+        row("Kiểm tra tại", f"{_ict(sig.validation_time)} ({source})")
     return Group(head, table)
 
 

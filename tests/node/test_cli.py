@@ -152,5 +152,11 @@ def test_demo_runs_as_an_installed_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["round_trip"] is True
+    assert summary["verified"] is True
+    assert [(s["id"].split("#")[-1], s["level"], s["indication"]) for s in summary["signatures"]] == [
+        ("envelope", "B-T", "TOTAL_PASSED"),
+        ("Signer1", "B-B", "TOTAL_PASSED"),
+        ("Organisation2", "B-T", "TOTAL_PASSED"),
+    ]
     assert Path(summary["file"]).is_file()
     assert "Bộ Tài chính" in result.stderr
