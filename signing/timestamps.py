@@ -56,9 +56,12 @@ IMPRINT_ALGORITHMS = frozenset({"sha256", "sha384", "sha512"})
 
 
 def subject_name(cert: Any) -> str:
-    """The common name of an asn1crypto certificate, or its whole subject when it has none."""
+    """``CN (O)`` of an asn1crypto certificate (the organisation left out when the name already says it)."""
     native = cert.subject.native
-    return str(native.get("common_name") or cert.subject.human_friendly)
+    name, organisation = native.get("common_name"), native.get("organization_name")
+    if not name:
+        return str(cert.subject.human_friendly)
+    return f"{name} ({organisation})" if organisation and organisation not in name else str(name)
 
 
 def verify_timestamp_token(
