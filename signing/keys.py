@@ -995,7 +995,27 @@ def _sha256_only(algorithm: object, key: SigningKey) -> bool:
     raise UnsupportedAlgorithm(f"{key.describe()} signs with SHA-256 only, not {algorithm!r}")
 
 
-class _RsaKeyAdapter(rsa.RSAPrivateKey):
+class _SignOnly:
+    """What both adapters refuse: a key on a token never leaves it, and copies are the same key."""
+
+    _key: SigningKey
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        raise TypeError(f"{self._key.describe()}: the private key cannot be exported")
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
+
+
+class _RsaKeyAdapter(_SignOnly, rsa.RSAPrivateKey):
     def __init__(self, key: SigningKey) -> None:
         self._key = key
         self._public = cast(rsa.RSAPublicKey, key.certificate.public_key())
@@ -1024,22 +1044,8 @@ class _RsaKeyAdapter(rsa.RSAPrivateKey):
     def private_numbers(self) -> rsa.RSAPrivateNumbers:
         raise TypeError(f"{self._key.describe()}: the private key cannot be exported")
 
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        raise TypeError(f"{self._key.describe()}: the private key cannot be exported")
 
-    def __copy__(self) -> _RsaKeyAdapter:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _RsaKeyAdapter:
-        return self
-
-
-class _EcKeyAdapter(ec.EllipticCurvePrivateKey):
+class _EcKeyAdapter(_SignOnly, ec.EllipticCurvePrivateKey):
     def __init__(self, key: SigningKey) -> None:
         self._key = key
         self._public = cast(ec.EllipticCurvePublicKey, key.certificate.public_key())
@@ -1068,17 +1074,3 @@ class _EcKeyAdapter(ec.EllipticCurvePrivateKey):
 
     def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
         raise TypeError(f"{self._key.describe()}: the private key cannot be exported")
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        raise TypeError(f"{self._key.describe()}: the private key cannot be exported")
-
-    def __copy__(self) -> _EcKeyAdapter:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _EcKeyAdapter:
-        return self
