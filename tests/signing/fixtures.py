@@ -67,7 +67,10 @@ def _certificate(
     *,
     ca: bool,
     days: int = 365,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
 ) -> x509.Certificate:
+    """The one certificate builder of the test suite (CA or signing leaf)."""
     usage = x509.KeyUsage(
         digital_signature=not ca,
         content_commitment=not ca,
@@ -85,8 +88,8 @@ def _certificate(
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=1))
-        .not_valid_after(NOW + dt.timedelta(days=days))
+        .not_valid_before(not_before or NOW - dt.timedelta(days=1))
+        .not_valid_after(not_after or NOW + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(usage, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)

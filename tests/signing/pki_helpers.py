@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
+
+from tests.signing.fixtures import _certificate, _name
 
 NOW = dt.datetime.now(dt.UTC)
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -44,42 +45,18 @@ def issue(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
 ) -> x509.Certificate:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, subject), x509.NameAttribute(NameOID.ORGANIZATION_NAME, subject)]
-    if organ_code:
-        attrs.append(x509.NameAttribute(NameOID.USER_ID, organ_code))
-    name = x509.Name(attrs)
+    """A certificate for ``key``: self-signed when ``issuer`` is None."""
+    name = _name(subject, organ_code)
     issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (name, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or NOW - dt.timedelta(days=1))
-        .not_valid_after(not_after or NOW + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=not ca,
-                content_commitment=not ca,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=ca,
-                crl_sign=ca,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    return _certificate(
+        name,
+        key.public_key(),
+        issuer_name,
+        signing_key,
+        ca=ca,
+        not_before=not_before,
+        not_after=not_after or NOW + dt.timedelta(days=365),
     )
-    if issuer:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
-            critical=False,  # type: ignore[arg-type]
-        )
-    return builder.sign(signing_key, hashes.SHA256())
 
 
 @dataclass
