@@ -9,13 +9,19 @@ elements that were signed (never from anything an attacker could have placed nex
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import re
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, cast
 
 from asn1crypto import cms as asn1_cms
+from asn1crypto import crl as asn1_crl
+from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -26,6 +32,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from schemas import (
+    BUSINESS_ID,
+    HEADER_ID,
+    MANIFEST_ID,
     VIETNAM_TIME,
     EdxmlError,
     Message,
@@ -36,7 +45,7 @@ from schemas import (
     parse_xml_safely,
 )
 from signing._private import xmldsig
-from signing._private.certpath import check_certificate
+from signing._private.certpath import CertificateCheck, check_certificate
 from signing.errors import SignError
 from signing.report import (
     CertificateInfo,
@@ -80,19 +89,31 @@ def sign_envelope(
 ) -> bytes:
     """Return ``data`` with the organisation's envelope signature added (XAdES-BES, or -T with a timestamper)."""
     try:
-        root = parse_xml_safely(data)
+        root = xmldsig.parse(data)
         parts = xmldsig.signed_parts(root)
     except (SchemasError, xmldsig.LayoutError) as e:
         raise SignError(f"cannot sign: {e}") from None
-    header = root.find(f"{xmldsig.ed('edXMLEnvelope')}/{xmldsig.ed('edXMLHeader')}")
-    assert header is not None  # signed_parts found it
-    if header.find(xmldsig.ds("Signature")) is not None:
+    header = parts[0].element.getparent()  # MessageHeader's: signed_parts found edXMLEnvelope/edXMLHeader
+    assert header is not None
+    if next(header.iterchildren(_SIGNATURE), None) is not None:
         raise SignError("the envelope is already signed")
+    renamed = False
     for part in parts:
         if part.element.get("Id") != part.id:
             part.element.set("Id", part.id)  # foreign messages: name the parts, bytes are re-serialised below
+            renamed = True
+    when = signing_time or datetime.now(VIETNAM_TIME)
+    # the TraceHeaderList (the first, as header.find would give it), else the MessageHeader (the only one)
+    anchor = next(header.iterchildren(_TRACE_LIST), None)
+    if anchor is None:
+        anchor = parts[0].element
 
-    signature = _signature_element(key, parts, signing_time or datetime.now(VIETNAM_TIME))
+    if timestamper is None and not renamed and isinstance(data, bytes):
+        spliced = _sign_by_splicing(data, key, parts, anchor, when)
+        if spliced is not None:
+            return spliced
+
+    signature = _signature_element(key, parts, when)
     signed_info = signature.find(xmldsig.ds("SignedInfo"))
     assert signed_info is not None
     value = _signature_value(key, xmldsig.c14n(signed_info))
@@ -102,12 +123,139 @@ def sign_envelope(
     if timestamper is not None:
         _add_signature_timestamp(signature, value_element, timestamper)
 
-    trace_list = header.find(xmldsig.ed("TraceHeaderList"))
-    anchor = trace_list if trace_list is not None else header.find(xmldsig.ed("MessageHeader"))
-    assert anchor is not None
     signature.tail = anchor.tail
     anchor.addnext(signature)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"
+
+
+# The fast path. Everything in the Signature element but the digests, the signing time and the value
+# depends only on the certificates and the part Ids, so it is serialised once (per key and message
+# layout) with @NAME@ placeholders: once as the exclusive C14N of SignedInfo (what is signed), once as
+# that of SignedProperties (what is digested), once as the element is written into the document. A
+# signature then costs the part digests, two small joins, one private key operation, and splicing the
+# element into the original bytes right after the anchor's end tag, where ``anchor.addnext`` puts it.
+# The result is what the general path (build the element, re-serialise the whole tree) returns, byte
+# for byte, for every input lxml itself wrote (build_message output); for other input the bytes outside
+# the signature stay as they came instead of being re-serialised, which C14N makes invisible to the
+# digests. Placeholders cannot clash: '@' is never in base64, URIs, Ids or ISO 8601 times.
+
+_HOLE = re.compile(rb"@([A-Z0-9]+)@")
+
+
+class _Holes:
+    """Bytes with ``@NAME@`` holes, split once; :meth:`fill` joins the pieces with the values."""
+
+    def __init__(self, data: bytes) -> None:
+        pieces = _HOLE.split(data)
+        self._literals = pieces[0::2]
+        self._names = pieces[1::2]
+
+    def fill(self, values: dict[bytes, bytes]) -> bytes:
+        out = [self._literals[0]]
+        for name, literal in zip(self._names, self._literals[1:], strict=True):
+            out.append(values[name])
+            out.append(literal)
+        return b"".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class _SignatureTemplate:
+    signed_info: _Holes  # exclusive C14N of SignedInfo: D0…Dn (part digests), PROPS (SignedProperties digest)
+    signed_properties: _Holes  # exclusive C14N of SignedProperties: TIME
+    signature: _Holes  # the Signature element as lxml serialises it in the document: all of the above, VALUE
+    ec_size: int | None  # ECDSA: bytes per coordinate of r || s; None for RSA
+
+
+@functools.lru_cache(maxsize=64)
+def _signature_template(
+    certificate: x509.Certificate, chain: tuple[x509.Certificate, ...], part_ids: tuple[str, ...]
+) -> _SignatureTemplate:
+    sig, signed_props = _skeleton(certificate, chain, "@TIME@")
+    signed_info = sig.find(xmldsig.ds("SignedInfo"))
+    value = sig.find(xmldsig.ds("SignatureValue"))
+    assert signed_info is not None
+    assert value is not None
+    for i, part_id in enumerate(part_ids):
+        _reference(signed_info, f"#{part_id}", f"@D{i}@")
+    _reference(signed_info, f"#{xmldsig.SIGNED_PROPERTIES_ID}", "@PROPS@", xmldsig.SIGNED_PROPERTIES_TYPE)
+    value.text = "@VALUE@"
+    public_key = certificate.public_key()
+    ec_size = (public_key.curve.key_size + 7) // 8 if isinstance(public_key, ec.EllipticCurvePublicKey) else None
+    return _SignatureTemplate(
+        _Holes(xmldsig.c14n(signed_info)),
+        _Holes(xmldsig.c14n(signed_props)),
+        _Holes(etree.tostring(sig)),
+        ec_size,
+    )
+
+
+_PLAIN_PARTS = frozenset({HEADER_ID, BUSINESS_ID, MANIFEST_ID})  # no large text in these: the attachments have it
+
+
+def _markup_declaration_before(data: bytes, end: int) -> bool:
+    """Is there a comment, CDATA section or processing instruction before ``end`` (XML declaration aside)?"""
+    start = data.find(b"?>", 0, end) + 2 if data.startswith(b"<?xml") else 0
+    # One-byte searches are memchr: look for the two-byte markers only where "!" or "?" occurs at all.
+    return (data.find(b"!", start, end) >= 0 and data.find(b"<!", start, end) >= 0) or (
+        data.find(b"?", start, end) >= 0 and data.find(b"<?", start, end) >= 0
+    )
+
+
+_last_template: tuple[x509.Certificate, tuple[x509.Certificate, ...], tuple[str, ...], _SignatureTemplate] | None = None
+
+
+def _template_for(
+    certificate: x509.Certificate, chain: tuple[x509.Certificate, ...], part_ids: tuple[str, ...]
+) -> _SignatureTemplate:
+    """``_signature_template``, with the last one at hand without hashing certificates (the usual case)."""
+    global _last_template
+    last = _last_template
+    if last is not None and last[0] is certificate and last[1] == chain and last[2] == part_ids:
+        return last[3]
+    template = _signature_template(certificate, chain, part_ids)
+    _last_template = (certificate, chain, part_ids, template)
+    return template
+
+
+def _sign_by_splicing(
+    data: bytes, key: EnvelopeKey, parts: list[xmldsig.SignedPart], anchor: etree._Element, when: datetime
+) -> bytes | None:
+    """``data`` signed, with the Signature element spliced in after ``anchor``; None: use the general path."""
+    # Where addnext puts the element: right after the anchor's end tag, followed by the anchor's tail. The
+    # end tag is found in the bytes as "</prefix:name>" (spelt as the start tag, which lxml tells). It is the
+    # anchor's if no other element has that local name, and no comment, CDATA section or processing
+    # instruction comes before it (every "<" there then starts a tag: libxml2 refused any "<" in text or
+    # attribute values when it parsed this). Only the bytes up to the anchor are searched.
+    local = etree.QName(anchor).localname
+    root = anchor.getroottree().getroot()
+    if len(anchor) == 0 or sum(1 for _ in root.iter(f"{{*}}{local}")) != 1:
+        return None
+    end_tag = (f"</{anchor.prefix}:{local}>" if anchor.prefix else f"</{local}>").encode()
+    at = data.find(end_tag)
+    if at < 0 or _markup_declaration_before(data, at):
+        return None
+    insert = at + len(end_tag)
+    tail = (anchor.tail or "").encode()
+    if data[insert : insert + len(tail)] != tail or data[insert + len(tail) : insert + len(tail) + 1] != b"<":
+        return None  # a tail written with character references, or not whitespace: let lxml write it
+
+    template = _template_for(key.certificate, tuple(key.chain), tuple(p.id for p in parts))
+    # From here on nothing falls back to the general path: the digests consume the tree's large texts.
+    values = {
+        f"D{i}".encode(): (
+            xmldsig.digest_b64(p.element) if p.id in _PLAIN_PARTS else xmldsig.digest_b64_consuming(p.element)
+        ).encode()
+        for i, p in enumerate(parts)
+    }
+    values[b"TIME"] = _time_text(when).encode()
+    values[b"PROPS"] = base64.b64encode(hashlib.sha256(template.signed_properties.fill(values)).digest())
+    value = key.sign(template.signed_info.fill(values))
+    if template.ec_size is not None:
+        r, s = decode_dss_signature(value)
+        value = r.to_bytes(template.ec_size, "big") + s.to_bytes(template.ec_size, "big")
+    values[b"VALUE"] = base64.b64encode(value)
+    whole = memoryview(data)
+    return b"".join((whole[:insert], tail, template.signature.fill(values), whole[insert:]))
 
 
 def _algorithm_uri(cert: x509.Certificate) -> str:
@@ -132,35 +280,17 @@ def _signature_value(key: EnvelopeKey, signed_info: bytes) -> bytes:
     return value
 
 
-def _signature_element(key: EnvelopeKey, parts: list[xmldsig.SignedPart], signing_time: datetime) -> etree._Element:
-    E = etree.SubElement  # noqa: N806
-    sig = etree.Element(xmldsig.ds("Signature"), nsmap={"ds": xmldsig.DS}, Id=xmldsig.SIGNATURE_ID)
-    signed_info = E(sig, xmldsig.ds("SignedInfo"))
-    E(signed_info, xmldsig.ds("CanonicalizationMethod"), Algorithm=xmldsig.EXC_C14N)
-    E(signed_info, xmldsig.ds("SignatureMethod"), Algorithm=_algorithm_uri(key.certificate))
-    E(sig, xmldsig.ds("SignatureValue"), Id=xmldsig.SIGNATURE_VALUE_ID)
-    x509_data = E(E(sig, xmldsig.ds("KeyInfo")), xmldsig.ds("X509Data"))
-    for cert in (key.certificate, *key.chain):
-        E(x509_data, xmldsig.ds("X509Certificate")).text = base64.b64encode(cert.public_bytes(Encoding.DER)).decode()
-    qualifying = etree.SubElement(
-        E(sig, xmldsig.ds("Object")),
-        xmldsig.xades("QualifyingProperties"),
-        nsmap={"xades": xmldsig.XADES},
-        Target=f"#{xmldsig.SIGNATURE_ID}",
-    )
-    signed_props = E(qualifying, xmldsig.xades("SignedProperties"), Id=xmldsig.SIGNED_PROPERTIES_ID)
-    sig_props = E(signed_props, xmldsig.xades("SignedSignatureProperties"))
-    E(sig_props, xmldsig.xades("SigningTime")).text = (
-        signing_time.astimezone(VIETNAM_TIME).replace(microsecond=0).isoformat()
-    )
-    cert_ref = E(E(sig_props, xmldsig.xades("SigningCertificateV2")), xmldsig.xades("Cert"))
-    cert_digest = E(cert_ref, xmldsig.xades("CertDigest"))
-    E(cert_digest, xmldsig.ds("DigestMethod"), Algorithm=xmldsig.SHA256)
-    E(cert_digest, xmldsig.ds("DigestValue")).text = base64.b64encode(
-        hashlib.sha256(key.certificate.public_bytes(Encoding.DER)).digest()
-    ).decode()
-    E(cert_ref, xmldsig.xades("IssuerSerialV2")).text = base64.b64encode(_issuer_serial(key.certificate)).decode()
+_SIGNATURE, _TRACE_LIST = xmldsig.ds("Signature"), xmldsig.ed("TraceHeaderList")
 
+
+def _time_text(signing_time: datetime) -> str:
+    return signing_time.astimezone(VIETNAM_TIME).replace(microsecond=0).isoformat()
+
+
+def _signature_element(key: EnvelopeKey, parts: list[xmldsig.SignedPart], signing_time: datetime) -> etree._Element:
+    sig, signed_props = _skeleton(key.certificate, tuple(key.chain), _time_text(signing_time))
+    signed_info = sig.find(xmldsig.ds("SignedInfo"))
+    assert signed_info is not None
     for part in parts:
         _reference(signed_info, f"#{part.id}", xmldsig.digest_b64(part.element))
     _reference(
@@ -170,6 +300,38 @@ def _signature_element(key: EnvelopeKey, parts: list[xmldsig.SignedPart], signin
         xmldsig.SIGNED_PROPERTIES_TYPE,
     )
     return sig
+
+
+def _skeleton(
+    certificate: x509.Certificate, chain: tuple[x509.Certificate, ...], signing_time: str
+) -> tuple[etree._Element, etree._Element]:
+    """The Signature element without References and value, and its SignedProperties."""
+    E = etree.SubElement  # noqa: N806
+    sig = etree.Element(xmldsig.ds("Signature"), nsmap={"ds": xmldsig.DS}, Id=xmldsig.SIGNATURE_ID)
+    signed_info = E(sig, xmldsig.ds("SignedInfo"))
+    E(signed_info, xmldsig.ds("CanonicalizationMethod"), Algorithm=xmldsig.EXC_C14N)
+    E(signed_info, xmldsig.ds("SignatureMethod"), Algorithm=_algorithm_uri(certificate))
+    E(sig, xmldsig.ds("SignatureValue"), Id=xmldsig.SIGNATURE_VALUE_ID)
+    x509_data = E(E(sig, xmldsig.ds("KeyInfo")), xmldsig.ds("X509Data"))
+    for cert in (certificate, *chain):
+        E(x509_data, xmldsig.ds("X509Certificate")).text = base64.b64encode(cert.public_bytes(Encoding.DER)).decode()
+    qualifying = etree.SubElement(
+        E(sig, xmldsig.ds("Object")),
+        xmldsig.xades("QualifyingProperties"),
+        nsmap={"xades": xmldsig.XADES},
+        Target=f"#{xmldsig.SIGNATURE_ID}",
+    )
+    signed_props = E(qualifying, xmldsig.xades("SignedProperties"), Id=xmldsig.SIGNED_PROPERTIES_ID)
+    sig_props = E(signed_props, xmldsig.xades("SignedSignatureProperties"))
+    E(sig_props, xmldsig.xades("SigningTime")).text = signing_time
+    cert_ref = E(E(sig_props, xmldsig.xades("SigningCertificateV2")), xmldsig.xades("Cert"))
+    cert_digest = E(cert_ref, xmldsig.xades("CertDigest"))
+    E(cert_digest, xmldsig.ds("DigestMethod"), Algorithm=xmldsig.SHA256)
+    E(cert_digest, xmldsig.ds("DigestValue")).text = base64.b64encode(
+        hashlib.sha256(certificate.public_bytes(Encoding.DER)).digest()
+    ).decode()
+    E(cert_ref, xmldsig.xades("IssuerSerialV2")).text = base64.b64encode(_issuer_serial(certificate)).decode()
+    return sig, signed_props
 
 
 def _reference(signed_info: etree._Element, uri: str, digest: str, type_: str | None = None) -> None:
@@ -342,12 +504,12 @@ class _EnvelopeChecker:
             (self.at, "requested") if self.at else (stamp.time, "timestamp") if stamp else (None, "current")
         )
         others = [c for c in certs if c is not signer]
-        check = check_certificate(
+        check = _path_cache(self.trust).check(
             self.trust,
             signer,
             others,
             moment,
-            key_usage=frozenset({"non_repudiation"}) if _has_only_nr(signer) else frozenset({"digital_signature"}),
+            frozenset({"non_repudiation"}) if _has_only_nr(signer) else frozenset({"digital_signature"}),
         )
         level = "B-T" if stamp else "B-B"
         return base.model_copy(
@@ -672,3 +834,150 @@ def _has_only_nr(cert: x509.Certificate) -> bool:
     except x509.ExtensionNotFound:
         return False
     return usage.content_commitment and not usage.digital_signature
+
+
+# --- certificate path validations, remembered briefly per trust store -----------------------------------
+
+_PATH_CACHE_SECONDS = 60
+_PATH_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedPath:
+    check: CertificateCheck
+    since: datetime
+    until: datetime
+
+
+class _PathCache:
+    """Successful path validations of one trust store, reused for at most a minute.
+
+    Path validation (pyhanko-certvalidator: building the path, checking every signature, validity and
+    key usage along it, revocation) is most of what verifying an envelope costs, and a node verifies
+    message after message from the same few senders. A *passed* validation is reused when everything
+    it depended on is the same:
+
+    * the key: the signer's certificate and the other certificates the signature carried (they may
+      complete the path), the key usage asked for, the validation moment (None: now), the store's
+      revocation policy and whether it may fetch, and the revocation data the store knows (OCSP
+      responses and CRLs, compared in full: data learnt since, good or bad, means validating again);
+    * the time: it was validated at ``since`` and is reused until ``until``, at most 60 s later, and
+      for validation "now" no later than the end of validity of any certificate on the path or the
+      next update of any OCSP response or CRL the store holds (one without a next update: no reuse).
+      Certificates that were valid at ``since`` stay valid until their ``not_after``, and revocation
+      data stays fresh until its next update, so the outcome cannot differ within that window.
+
+    Never reused: failures and indeterminate results (validated again every time), results for which
+    revocation data was fetched during the validation (the next one runs with that data known, as it
+    would have anyway), and passes in soft-fail mode with fetching allowed where a certificate names a
+    revocation source but no revocation data was obtained (the fetch may have failed: it is retried).
+    The roots and intermediates of a store are fixed when it is made, so they need not be in the key.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[object, ...], _CachedPath] = {}
+
+    def check(
+        self,
+        trust: TrustStore,
+        signer: x509.Certificate,
+        others: list[x509.Certificate],
+        moment: datetime | None,
+        key_usage: frozenset[str],
+    ) -> CertificateCheck:
+        revinfo = trust.revocation_snapshot()
+        key = (signer, tuple(others), key_usage, moment, trust.revocation, trust.allow_fetching, revinfo)
+        now = datetime.now(UTC)
+        entry = self._entries.get(key)
+        if entry is not None and entry.since <= now < entry.until:
+            return entry.check
+        check = check_certificate(trust, signer, others, moment, key_usage=key_usage)
+        until = self._reusable_until(trust, check, [signer, *others], moment, now, revinfo)
+        if until is not None:
+            with self._lock:
+                self._entries.pop(key, None)
+                while len(self._entries) >= _PATH_CACHE_SIZE:
+                    del self._entries[next(iter(self._entries))]
+                self._entries[key] = _CachedPath(check, now, until)
+        return check
+
+    @staticmethod
+    def _reusable_until(
+        trust: TrustStore,
+        check: CertificateCheck,
+        presented: list[x509.Certificate],
+        moment: datetime | None,
+        now: datetime,
+        revinfo: tuple[tuple[bytes, ...], tuple[bytes, ...]],
+    ) -> datetime | None:
+        if check.indication is not Indication.TOTAL_PASSED or trust.revocation_snapshot() != revinfo:
+            return None
+        if (
+            trust.allow_fetching
+            and trust.revocation == "soft-fail"
+            and not check.revocation
+            and any(_names_revocation_source(c) for c in (*presented, *trust.intermediates))
+        ):
+            return None
+        until = now + timedelta(seconds=_PATH_CACHE_SECONDS)
+        if moment is None:
+            deadlines = [c.not_after for c in check.chain]
+            updates = _next_updates(*revinfo)
+            if updates is None:
+                return None
+            deadlines.extend(updates)
+            until = min([until, *deadlines])
+        return until if until > now else None
+
+
+_PATH_CACHES: dict[int, tuple[weakref.ref[TrustStore], _PathCache]] = {}
+_PATH_CACHES_LOCK = threading.Lock()
+
+
+def _path_cache(trust: TrustStore) -> _PathCache:
+    """The path cache of ``trust`` (a TrustStore is not hashable: kept by identity, dropped with it)."""
+    ident = id(trust)
+    found = _PATH_CACHES.get(ident)
+    if found is not None and found[0]() is trust:
+        return found[1]
+    with _PATH_CACHES_LOCK:
+        found = _PATH_CACHES.get(ident)
+        if found is not None and found[0]() is trust:
+            return found[1]
+        cache = _PathCache()
+
+        def forget(ref: weakref.ref[TrustStore], ident: int = ident) -> None:
+            with _PATH_CACHES_LOCK:
+                if _PATH_CACHES.get(ident, (None,))[0] is ref:
+                    del _PATH_CACHES[ident]
+
+        _PATH_CACHES[ident] = (weakref.ref(trust, forget), cache)
+        return cache
+
+
+def _names_revocation_source(cert: x509.Certificate) -> bool:
+    for extension in (x509.CRLDistributionPoints, x509.AuthorityInformationAccess):
+        try:
+            cert.extensions.get_extension_for_class(extension)
+            return True
+        except x509.ExtensionNotFound:
+            continue
+    return False
+
+
+def _next_updates(ocsps: tuple[bytes, ...], crls: tuple[bytes, ...]) -> list[datetime] | None:
+    """The next update of every OCSP response and CRL; None if one has none (or cannot be read)."""
+    found: list[datetime] = []
+    try:
+        for der in ocsps:
+            tbs = asn1_ocsp.OCSPResponse.load(der).basic_ocsp_response["tbs_response_data"]
+            for single in tbs["responses"]:
+                found.append(single["next_update"].native)
+        for der in crls:
+            found.append(asn1_crl.CertificateList.load(der)["tbs_cert_list"]["next_update"].native)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if any(f is None for f in found):
+        return None
+    return found

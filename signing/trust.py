@@ -98,6 +98,10 @@ class TrustStore:
             retroactive_revinfo=moment is not None,
         )
 
+    def revocation_snapshot(self) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """The OCSP responses and CRLs this store knows now (DER), for caches that depend on them."""
+        return tuple(self._ocsps), tuple(self._crls)
+
     def remember_revocation(self, ocsps: Iterable[bytes], crls: Iterable[bytes]) -> None:
         """Keep fetched OCSP responses and CRLs for later verifications (bounded)."""
         for store, new in ((self._ocsps, ocsps), (self._crls, crls)):

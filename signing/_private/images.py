@@ -9,8 +9,12 @@ from __future__ import annotations
 import functools
 import io
 import math
+from typing import Any
 
 from PIL import Image, ImageDraw
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.images import pil_image
+from pyhanko.pdf_utils.writer import BasePdfFileWriter
 
 SEAL_RED = (200, 16, 30, 255)
 
@@ -50,3 +54,39 @@ def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+# --- image XObjects, compressed once ----------------------------------------------------------------
+
+_XObject = tuple[list[tuple[Any, Any]], bytes, "_XObject | None"]  # dictionary entries, encoded data, its /SMask
+_XOBJECTS: dict[bytes, _XObject] = {}
+_MAX_XOBJECTS = 64
+
+
+def image_xobject(png: bytes, image: Image.Image, writer: BasePdfFileWriter) -> generic.IndirectObject:
+    """``pyhanko.pdf_utils.images.pil_image(image, writer)``, compressing each image (``png``) only once.
+
+    pyHanko deflates the pixels (and the alpha channel, as a soft mask) for every document, ~1 ms for a
+    seal. The first time, its output is recorded (dictionary entries in order, encoded bytes, the soft
+    mask likewise); after that, the same objects are written from the record: the same bytes.
+    """
+    recorded = _XOBJECTS.get(png)
+    if recorded is None:
+        ref: generic.IndirectObject = pil_image(image, writer)
+        if len(_XOBJECTS) >= _MAX_XOBJECTS:
+            _XOBJECTS.clear()
+        _XOBJECTS[png] = _record(ref.get_object())
+        return ref
+    return _replay(recorded, writer)
+
+
+def _record(stream: generic.StreamObject) -> _XObject:
+    smask = stream.get("/SMask")
+    return (list(stream.items()), stream.encoded_data, _record(smask.get_object()) if smask is not None else None)
+
+
+def _replay(recorded: _XObject, writer: BasePdfFileWriter) -> generic.IndirectObject:
+    entries, encoded, smask = recorded
+    smask_ref = _replay(smask, writer) if smask is not None else None  # written first, as pil_image does
+    values = {name: smask_ref if name == "/SMask" else value for name, value in entries}
+    return writer.add_object(generic.StreamObject(values, encoded_data=encoded))
