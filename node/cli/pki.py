@@ -67,6 +67,21 @@ def init(
 
 
 @app.command()
+def revoke(
+    directory: Annotated[Path, typer.Argument(help="The dev PKI's directory.")],
+    label: Annotated[str, typer.Argument(help="Certificate label, e.g. organs/000.01.41.H41/signer (see pki.json).")],
+    reason: Annotated[str, typer.Option(help="RFC 5280 reason, e.g. key_compromise, superseded.")] = "key_compromise",
+) -> None:
+    """Revoke a certificate: the CRL files are rewritten and a running `pki serve` answers REVOKED at once."""
+    try:
+        pki = DevPki.load(directory).revoke(label, reason=reason)
+    except DevPkiError as e:
+        raise _fail(str(e)) from None
+    info = pki.certificates[label]
+    out.print(Text(f"revoked {label} (serial {info.certificate().serial_number:x}) from {info.revoked_at}, {reason}"))
+
+
+@app.command()
 def serve(
     directory: Annotated[Path, typer.Argument(help="Directory of a dev PKI made by `lienthong pki init`.")],
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",

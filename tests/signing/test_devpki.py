@@ -624,3 +624,23 @@ def test_pades_reports(pki: DevPki, which: str, indication: str, sub_indication:
         assert report.level == "B-LT"
         assert report.timestamp is not None
         assert report.timestamp.valid
+
+
+def test_cli_revoke_takes_effect_and_names_unknown_labels(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from node.cli.pki import app as pki_app
+
+    runner = CliRunner()
+    directory = tmp_path / "pki"
+    assert runner.invoke(pki_app, ["init", str(directory), "--organ", "000.01.41.H41=Sở Tài chính"]).exit_code == 0
+    label = "organs/000.01.41.H41/signer"
+    result = runner.invoke(pki_app, ["revoke", str(directory), label])
+    assert result.exit_code == 0, result.output
+    assert DevPki.load(directory).certificates[label].revoked
+    crl = x509.load_pem_x509_crl(DevPki.load(directory).crl_path.read_bytes())
+    serial = DevPki.load(directory).certificates[label].certificate().serial_number
+    assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+    unknown = runner.invoke(pki_app, ["revoke", str(directory), "organs/nobody/signer"])
+    assert unknown.exit_code == 1
+    assert "organs/nobody/signer" in unknown.output
