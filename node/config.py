@@ -1,0 +1,253 @@
+"""Node configuration: one YAML file plus ``LIENTHONG_*`` environment variables (environment wins).
+
+The same program runs in two roles (vai trò): ``agency`` (a node serving one or more organisations) and
+``axis`` (trục: routes envelopes between the nodes registered with it, forwards to an upstream axis).
+Relative paths in the file are read relative to the file's own directory, so a config can be moved together
+with its data.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from node.errors import ConfigError
+from schemas import is_valid_organ_code
+
+Role = Literal["agency", "axis"]
+NodeId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyConfig(_Strict):
+    """Where an organisation's signing key is: PEM (key + cert), PKCS#12, or a PKCS#11 token."""
+
+    kind: Literal["pem", "pkcs12", "pkcs11"]
+    key: Path | None = None
+    cert: Path | None = None
+    chain: Path | None = None
+    module: Path | None = None
+    token_label: str | None = None
+    key_label: str | None = None
+    passphrase_file: Path | None = None
+    passphrase_env: str | None = None
+
+
+class OrganisationConfig(_Strict):
+    """An organisation this agency node serves (cơ quan, đơn vị) and the keys it signs with."""
+
+    code: str
+    name: str
+    seal: KeyConfig  # chữ ký số của cơ quan: envelope and the PDF's organisation signature
+    signer: KeyConfig | None = None  # người có thẩm quyền: the PDF's personal signature, when the node signs it
+    address: str = ""
+    email: str = ""
+    telephone: str = ""
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        if not is_valid_organ_code(value):
+            raise ValueError(f"{value!r} is not an organisation code (mã định danh)")
+        return value
+
+
+class PeerConfig(_Strict):
+    """Another node this one talks to: its URL, its node id and its Ed25519 public key."""
+
+    url: str
+    node_id: NodeId
+    public_key: str  # base64 of the raw 32-byte Ed25519 key, or a path to a PEM public key
+
+    def public_key_bytes(self, base: Path) -> bytes:
+        return read_public_key(self.public_key, base)
+
+
+class RegisteredNode(_Strict):
+    """A node registered with an axis: which organisations it may speak for and receives for.
+
+    ``organisations`` holds codes; ``code/*`` stands for that code and every unit below it (a child axis).
+    """
+
+    id: NodeId
+    public_key: str
+    organisations: tuple[str, ...] = ()
+    url: str | None = None  # where the axis may push; without it the node pulls its inbox
+
+    @field_validator("organisations")
+    @classmethod
+    def _codes(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            code = value.removesuffix("/*")
+            if not is_valid_organ_code(code):
+                raise ValueError(f"{value!r} is not an organisation code (or code/* for a subtree)")
+        return values
+
+
+class RegisteredAgency(_Strict):
+    """An agency in the axis's registry (danh bạ): name, parent override and registered certificates."""
+
+    code: str
+    name: str
+    parent: str | None = None
+    certificates: tuple[Path, ...] = ()
+
+
+class TrustConfig(_Strict):
+    roots: tuple[Path, ...] = ()
+    intermediates: tuple[Path, ...] = ()
+    revocation: Literal["soft-fail", "hard-fail", "require"] = "soft-fail"
+    allow_fetching: bool = True
+
+
+class DeliveryConfig(_Strict):
+    """Retries of the outbox (hộp thư đi) and polling of the inbox (hộp thư đến)."""
+
+    poll_interval: float = Field(default=1.0, gt=0)
+    initial_backoff: float = Field(default=1.0, gt=0)
+    max_backoff: float = Field(default=300.0, gt=0)
+    max_age: float = Field(default=48 * 3600.0, gt=0, description="seconds before a message goes to dead letter")
+    batch: int = Field(default=50, ge=1, le=1000)
+    workers: int = Field(default=2, ge=1, le=32)
+
+
+class NodeSettings(BaseSettings):
+    """Everything a node needs to run; see docs/configuration in the README."""
+
+    model_config = SettingsConfigDict(env_prefix="LIENTHONG_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    role: Role
+    node_id: NodeId
+    host: str = "127.0.0.1"
+    port: int = Field(default=8400, ge=0, le=65535)
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    object_store: str | None = None
+    node_key: Path | None = None
+    trace_organ_id: str | None = None  # the code an axis writes into TraceHeader; agency: its first organisation
+    organisations: tuple[OrganisationConfig, ...] = ()
+    upstream: PeerConfig | None = None  # agency: its axis; axis: the parent axis
+    nodes: tuple[RegisteredNode, ...] = ()
+    agencies: tuple[RegisteredAgency, ...] = ()
+    trust: TrustConfig = TrustConfig()
+    timestamp_url: str | None = None
+    delivery: DeliveryConfig = DeliveryConfig()
+    max_envelope_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_hops: int = Field(default=8, ge=1, le=64)
+    config_dir: Path = Path(".")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _role_needs(self) -> NodeSettings:
+        if self.role == "agency" and not self.organisations:
+            raise ValueError("an agency node needs at least one entry in organisations")
+        if self.role == "agency" and self.upstream is None:
+            raise ValueError("an agency node needs upstream (its axis: url, node_id, public_key)")
+        if self.trace_organ_id is not None and not is_valid_organ_code(self.trace_organ_id):
+            raise ValueError(f"trace_organ_id {self.trace_organ_id!r} is not an organisation code")
+        if self.role == "axis" and self.trace_organ_id is None:
+            raise ValueError("an axis needs trace_organ_id: the organisation code it writes into TraceHeader")
+        ids = [n.id for n in self.nodes]
+        if len(ids) != len(set(ids)):
+            raise ValueError("a node id is registered twice in nodes")
+        return self
+
+    # -- derived paths (relative ones are under the config file's directory)
+    def path(self, p: Path) -> Path:
+        return p if p.is_absolute() else (self.config_dir / p).resolve()
+
+    @property
+    def data_path(self) -> Path:
+        return self.path(self.data_dir)
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_path / 'node.db'}"
+
+    @property
+    def objects_url(self) -> str:
+        return self.object_store or str(self.data_path / "objects")
+
+    @property
+    def node_key_path(self) -> Path:
+        return self.path(self.node_key) if self.node_key else self.data_path / "node-key.pem"
+
+    @property
+    def trace_id(self) -> str:
+        return self.trace_organ_id or self.organisations[0].code
+
+
+def read_public_key(value: str, base: Path) -> bytes:
+    """The raw 32 bytes of an Ed25519 public key given as base64 or as a path to a PEM file."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+
+    if value.strip().startswith("-----BEGIN") or not _looks_base64_key(value):
+        path = Path(value) if Path(value).is_absolute() else base / value
+        try:
+            key = load_pem_public_key(path.read_bytes())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read the public key {value!r}: {e}") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConfigError(f"{value}: not an Ed25519 public key")
+        return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64decode(value)
+
+
+def _looks_base64_key(value: str) -> bool:
+    try:
+        return len(base64.b64decode(value, validate=True)) == 32
+    except ValueError:
+        return False
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> NodeSettings:
+    """Read the YAML file at ``path`` (or ``$LIENTHONG_CONFIG``), apply the environment, check everything.
+
+    Errors name the file and the field that is wrong.
+    """
+    source = Path(path) if path is not None else _env_config()
+    data: dict[str, Any] = {}
+    if source is not None:
+        try:
+            loaded = yaml.safe_load(source.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"cannot read the configuration {source}: {e.strerror or e}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{source} is not valid YAML: {e}") from None
+        if loaded is not None and not isinstance(loaded, Mapping):
+            raise ConfigError(f"{source}: the top level must be a mapping of settings")
+        data = dict(loaded or {})
+        data.setdefault("config_dir", source.resolve().parent)
+    data.update(overrides)
+    try:
+        return NodeSettings(**data)
+    except ValidationError as e:
+        where = f" in {source}" if source else ""
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid configuration{where}: {problems}") from None
+
+
+def _env_config() -> Path | None:
+    value = os.environ.get("LIENTHONG_CONFIG")
+    return Path(value) if value else None
