@@ -1,0 +1,1 @@
+"""Internals of ``storage``: not imported from outside the package."""

@@ -1,0 +1,232 @@
+"""Local-file backend of the object store (lưu trữ trên tệp cục bộ).
+
+Layout under the root: ``sha256/ab/cd/<hex>`` holds the bytes (read-only), ``<hex>.meta`` the JSON
+metadata written once at first store, ``<hex>.hold`` exists while a legal hold is on. Every file is
+created-only: written to a temp file in the same directory, fsynced, then hard-linked to its final name.
+``link(2)`` fails if the name exists, so nothing is ever replaced, and a crash leaves at worst an unused
+``.tmp-*`` file that nothing reads. Write-once here is enforced by this code and file modes, not by the
+operating system against a user with write access to the directory (see docs/object-store.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from storage.errors import (
+    ObjectCorruptError,
+    ObjectExistsError,
+    ObjectLockError,
+    ObjectNotFoundError,
+    ObjectStoreConfigError,
+    StorageError,
+)
+from storage.objects import ObjectInfo, ObjectRef, content_key, key_digest
+from storage.retention import RetentionPolicy
+
+TEMP_PREFIX = ".tmp-"
+_READ_ONLY = 0o444
+
+
+def open_local_store(url: str, retention: RetentionPolicy) -> LocalObjectStore:
+    """``file:///abs/path`` (host empty or ``localhost``) or a plain filesystem path."""
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.scheme != "file":
+            raise ObjectStoreConfigError(f"unsupported object store URL scheme {parts.scheme!r} (use file:// or s3://)")
+        if parts.netloc not in ("", "localhost"):
+            raise ObjectStoreConfigError(
+                f"file URL must name a local path (file:///abs/path), got host {parts.netloc!r}"
+            )
+        if parts.query or parts.fragment:
+            raise ObjectStoreConfigError("file URL takes no query or fragment")
+        path = unquote(parts.path)
+    else:
+        path = url
+    if not path:
+        raise ObjectStoreConfigError("object store path is empty")
+    return LocalObjectStore(Path(path), retention)
+
+
+def _fsync_dir(path: Path) -> None:
+    # A new or removed directory entry is durable only once the directory itself is synced.
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ensure_dir(path: Path) -> None:
+    """Create *path* and missing parents, syncing each parent that gained an entry."""
+    if path.is_dir():
+        return
+    _ensure_dir(path.parent)
+    with contextlib.suppress(FileExistsError):  # another writer may create it at the same moment
+        path.mkdir()
+        _fsync_dir(path.parent)
+
+
+def _create_once(path: Path, data: bytes, mode: int) -> bool:
+    """Write *data* at *path* unless the name exists; True if this call created it. Crash-safe."""
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(8)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, path)  # atomic, and refuses an existing name (unlike rename)
+        except FileExistsError:
+            return False
+        _fsync_dir(path.parent)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+class LocalObjectStore:
+    """Objects as read-only files under *root*; see the module docstring for the layout."""
+
+    def __init__(self, root: Path, retention: RetentionPolicy) -> None:
+        self.root = root.absolute()
+        self.retention = retention
+        try:
+            _ensure_dir(self.root)
+        except OSError as exc:
+            raise ObjectStoreConfigError(f"cannot use {self.root} as object store: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"LocalObjectStore({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        digest = key_digest(key)
+        # Two levels of 256 directories keep each directory small at millions of objects.
+        return self.root / "sha256" / digest[:2] / digest[2:4] / digest
+
+    @staticmethod
+    def _sidecar(path: Path, suffix: str) -> Path:
+        return path.with_name(path.name + suffix)
+
+    def put(
+        self,
+        data: bytes,
+        *,
+        document_class: str | None = None,
+        content_type: str = "application/octet-stream",
+        legal_hold: bool = False,
+    ) -> ObjectRef:
+        key = content_key(data)
+        ref = ObjectRef(key=key, sha256=key_digest(key), size=len(data))
+        path = self._path(key)
+        with self._io_errors(key):
+            if not path.exists():
+                _ensure_dir(path.parent)
+                now = datetime.now(UTC)
+                until = self.retention.retain_until(document_class, now)
+                meta = {
+                    "content_type": content_type,
+                    "document_class": document_class,
+                    "stored_at": now.isoformat(),
+                    "retain_until": until.isoformat() if until else None,
+                }
+                # Metadata first: bytes on disk then always have their retention beside them. If a
+                # crashed earlier put left metadata, the first one stays (it is written once too).
+                _create_once(self._sidecar(path, ".meta"), json.dumps(meta, sort_keys=True).encode(), _READ_ONLY)
+                if not _create_once(path, data, _READ_ONLY):
+                    self._check_existing(path, data, key)
+            else:
+                self._check_existing(path, data, key)
+            if legal_hold:
+                self.set_legal_hold(key, True)
+        return ref
+
+    @staticmethod
+    def _check_existing(path: Path, data: bytes, key: str) -> None:
+        """The same bytes again is fine; anything else under the name is refused, never replaced."""
+        if path.read_bytes() != data:
+            raise ObjectExistsError(
+                f"{key} already holds other bytes (corrupt?); write-once store will not replace them"
+            )
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        with self._io_errors(key):
+            data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != key_digest(key):
+            raise ObjectCorruptError(f"{key}: stored bytes do not match their SHA-256 ({path})")
+        return data
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        with self._io_errors(key):
+            size = path.stat().st_size
+            try:
+                meta = json.loads(self._sidecar(path, ".meta").read_bytes())
+                until = datetime.fromisoformat(meta["retain_until"]) if meta["retain_until"] else None
+            except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
+                # Without its metadata we cannot tell the retention: fail closed (no delete possible).
+                raise ObjectCorruptError(f"{key}: metadata missing or unreadable: {exc}") from exc
+            hold = self._sidecar(path, ".hold").exists()
+        return ObjectInfo(
+            key=key,
+            sha256=key_digest(key),
+            size=size,
+            content_type=str(meta.get("content_type") or "application/octet-stream"),
+            document_class=meta.get("document_class"),
+            retain_until=until,
+            legal_hold=hold,
+        )
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        path = self._path(key)
+        hold = self._sidecar(path, ".hold")
+        with self._io_errors(key):
+            if not path.is_file():
+                raise FileNotFoundError(path)
+            if on:
+                _create_once(hold, b"", _READ_ONLY)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    hold.unlink()
+                    _fsync_dir(path.parent)
+
+    def delete(self, key: str) -> None:
+        info = self.stat(key)
+        if info.locked_at(datetime.now(UTC)):
+            why = "legal hold is on" if info.legal_hold else f"retained until {info.retain_until:%Y-%m-%d %H:%M} UTC"
+            raise ObjectLockError(f"{key}: delete refused, {why}")
+        path = self._path(key)
+        with self._io_errors(key):
+            # Bytes first: a crash then leaves orphan metadata, never bytes without their retention.
+            path.unlink()
+            for suffix in (".hold", ".meta"):
+                with contextlib.suppress(FileNotFoundError):
+                    self._sidecar(path, suffix).unlink()
+            _fsync_dir(path.parent)
+
+    @contextlib.contextmanager
+    def _io_errors(self, key: str) -> Iterator[None]:
+        """OS errors as storage errors naming the key."""
+        try:
+            yield
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(f"{key}: no such object in {self.root}") from exc
+        except OSError as exc:
+            raise StorageError(f"{key}: {exc}") from exc
