@@ -33,6 +33,13 @@ def _check_days(what: str, days: object) -> int:
     return days
 
 
+def check_document_class(name: object) -> str:
+    """*name* if it is a usable document class label (it travels as S3 metadata, so ASCII only)."""
+    if not isinstance(name, str) or not _CLASS_NAME.fullmatch(name):
+        raise ObjectStoreConfigError(f"document class {name!r} must be 1-64 lowercase letters, digits, '_', '.' or '-'")
+    return name
+
+
 @dataclass(frozen=True)
 class RetentionPolicy:
     """Days of COMPLIANCE retention for each document class; ``default_days`` for any other class or none.
@@ -51,11 +58,7 @@ class RetentionPolicy:
             raise ObjectStoreConfigError(f"per-class retention must be a mapping, got {type(self.per_class).__name__}")
         checked: dict[str, int] = {}
         for name, days in self.per_class.items():
-            if not isinstance(name, str) or not _CLASS_NAME.fullmatch(name):
-                raise ObjectStoreConfigError(
-                    f"document class {name!r} must be 1-64 lowercase letters, digits, '_', '.' or '-'"
-                )
-            checked[name] = _check_days(f"document class {name!r}", days)
+            checked[check_document_class(name)] = _check_days(f"document class {name!r}", days)
         # A read-only copy: the policy is shared by every store and must not change under them.
         object.__setattr__(self, "per_class", MappingProxyType(checked))
 

@@ -29,7 +29,7 @@ from storage.errors import (
     StorageError,
 )
 from storage.objects import ObjectInfo, ObjectRef, content_key, key_digest
-from storage.retention import RetentionPolicy
+from storage.retention import RetentionPolicy, check_document_class
 
 TEMP_PREFIX = ".tmp-"
 _READ_ONLY = 0o444
@@ -129,6 +129,8 @@ class LocalObjectStore:
         content_type: str = "application/octet-stream",
         legal_hold: bool = False,
     ) -> ObjectRef:
+        if document_class is not None:
+            check_document_class(document_class)
         key = content_key(data)
         ref = ObjectRef(key=key, sha256=key_digest(key), size=len(data))
         path = self._path(key)
