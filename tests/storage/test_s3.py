@@ -214,7 +214,7 @@ def test_bad_s3_urls(url: str, message: str) -> None:
         open_object_store(url)
 
 
-def test_url_credentials_are_percent_decoded(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_url_credentials_are_percent_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
     captured: dict[str, object] = {}
 
     def fake_init(self: S3ObjectStore, client: Minio, bucket: str, retention: RetentionPolicy, **kw: object) -> None:
