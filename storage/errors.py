@@ -33,3 +33,26 @@ class ObjectCorruptError(StorageError):
 
 class ObjectLockError(StorageError):
     """Deleting or changing an object is refused while its retention or legal hold is active (đang bị khóa lưu giữ)."""
+
+
+# Audit log (nhật ký kiểm toán): Merkle proofs, checkpoints, witnesses.
+
+
+class MerkleProofError(StorageError, ValueError):
+    """A Merkle inclusion or consistency proof does not verify (bằng chứng Merkle không hợp lệ); says why."""
+
+
+class CanonicalJSONError(StorageError, ValueError):
+    """A value cannot be written as RFC 8785 canonical JSON for the audit log (not JSON, or a fractional number)."""
+
+
+class CheckpointError(StorageError, ValueError):
+    """A signed note, key or checkpoint is malformed, unsigned by a known key, or its signature fails."""
+
+
+class AuditLogError(StorageError):
+    """The audit log cannot do what was asked (an index or size beyond the log, a checkpoint that is not ours)."""
+
+
+class WitnessRefusal(StorageError):  # noqa: N818 - a decision the caller expects, named as the auditors say it
+    """The witness refuses to cosign (từ chối đồng ký): bad log signature, rollback, or a fork of the log."""
