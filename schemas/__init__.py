@@ -20,6 +20,7 @@ from schemas._private.parser import (
     schema_path,
 )
 from schemas._private.safe_xml import XmlLimits, parse_xml_safely
+from schemas._private.trace import append_trace_header
 from schemas.attachments import (
     AttachmentLimits,
     content_type_problem,
@@ -125,6 +126,7 @@ __all__ = [
     "UnsafeXmlError",
     "UpdateReceiver",
     "XmlLimits",
+    "append_trace_header",
     "attachment_id",
     "build_message",
     "content_type_problem",

@@ -981,3 +981,27 @@ def _next_updates(ocsps: tuple[bytes, ...], crls: tuple[bytes, ...]) -> list[dat
     if any(f is None for f in found):
         return None
     return found
+
+
+def envelope_message_id(data: bytes) -> str:
+    """The message id of a signed envelope: SHA-256 (hex) of its signature value.
+
+    It names one act of signing, so it is the same at every hop (the route is outside the signature) and on
+    every retry of the same bytes, and nobody can give another message's id to an envelope they sign.
+    """
+    try:
+        root = xmldsig.parse(data)
+    except (SchemasError, xmldsig.LayoutError) as e:
+        raise SignError(f"not a signed edXML envelope: {e}") from None
+    values = root.findall(
+        f"{xmldsig.ed('edXMLEnvelope')}/{xmldsig.ed('edXMLHeader')}/{_SIGNATURE}/{xmldsig.ds('SignatureValue')}"
+    )
+    if len(values) != 1:
+        raise SignError(f"expected one envelope signature value, found {len(values)}")
+    try:
+        value = base64.b64decode("".join((values[0].text or "").split()), validate=True)
+    except ValueError:
+        raise SignError("the envelope signature value is not base64") from None
+    if not value:
+        raise SignError("the envelope signature value is empty")
+    return hashlib.sha256(value).hexdigest()

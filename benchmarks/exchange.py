@@ -1,0 +1,182 @@
+"""End-to-end exchange throughput and latency on the embedded default (SQLite + local files), real processes.
+
+A network of one axis, four sending departments and one ministry runs on loopback, each node its own
+``lienthong serve`` process, against a dev PKI (revocation data cached as a running node caches it; no
+timestamps, so the TSA is not what is measured). Each envelope carries a 100 KB PDF already signed by the
+director; the sending node adds the organisation's seal (PAdES), signs the envelope (XAdES), queues it; the
+axis verifies and routes it; the ministry's node pulls it, verifies every signature (envelope and PDF),
+stores it and answers 01.
+
+Latency is from the moment the clerk's ``POST /api/v1/messages`` starts to the moment the recipient's row is
+committed (verified and stored); throughput is envelopes stored per second over the whole run. Measured for
+1 and 4 concurrent senders (one clerk thread per sending node). Raw RSA-2048 signatures per second from
+``cryptography`` are measured in the same run as the yardstick. Target: >= 100 envelopes/s end to end.
+
+    .venv/bin/python benchmarks/exchange.py                  # full run (200 envelopes per case)
+    .venv/bin/python benchmarks/exchange.py --messages 8     # smoke run (the test suite does this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import httpx  # noqa: E402
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
+
+from node.cli.demo import message_form  # noqa: E402
+from node.network import AgencySpec, AxisSpec, RunningNetwork, write_network  # noqa: E402
+from node.samples import MINISTRY, sample_monthly_report  # noqa: E402
+from schemas import Organization  # noqa: E402
+
+SENDERS = tuple(
+    Organization(organ_id=f"000.0{i}.41.H41", organ_name=f"Sở {name} tỉnh Nghệ An")
+    for i, name in enumerate(("Tài chính", "Nội vụ", "Y tế", "Xây dựng"), start=1)
+)
+TARGET = 100.0
+
+
+def raw_rsa_signs_per_s(seconds: float = 0.5) -> float:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    data = b"x" * 1000
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def run_case(running: RunningNetwork, senders: int, messages: int, pdf: bytes, tag: str) -> dict[str, float]:
+    recipient = running.network.node("bo-tai-chinh")
+    started: dict[str, float] = {}
+    epoch_offset = time.time() - time.perf_counter()
+    lock = threading.Lock()
+    per_sender = [messages // senders + (1 if i < messages % senders else 0) for i in range(senders)]
+
+    def clerk(index: int) -> None:
+        organ = SENDERS[index]
+        plan = running.network.node_serving(organ.organ_id)
+        with httpx.Client(base_url=plan.url, headers={"Authorization": f"Bearer {plan.token}"}, timeout=120) as http:
+            for n in range(per_sender[index]):
+                message = sample_monthly_report(sender=organ, recipients=(MINISTRY,), code_number=f"{tag}{index}{n}")
+                message = message.model_copy(
+                    update={"attachments": (message.attachments[0].model_copy(update={"data": pdf}),)}
+                )
+                spec, files = message_form(message)
+                t0 = time.perf_counter()
+                r = http.post("/api/v1/messages", data={"message": json.dumps(spec, ensure_ascii=False)}, files=files)
+                if r.status_code != 202:
+                    raise RuntimeError(f"send failed: {r.status_code} {r.text}")
+                with lock:
+                    started[r.json()["document_id"]] = t0
+
+    t_start = time.perf_counter()
+    threads = [threading.Thread(target=clerk, args=(i,)) for i in range(senders)]
+    for t in threads:
+        t.start()
+    stored: dict[str, float] = {}
+    with httpx.Client(base_url=recipient.url, headers={"Authorization": f"Bearer {recipient.token}"}) as http:
+        deadline = time.monotonic() + 600
+        while len(stored) < messages:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(stored)} of {messages} envelopes arrived in time")
+            offset = 0
+            while True:
+                page = http.get(
+                    "/api/v1/messages", params={"direction": "in", "kind": "document", "limit": 500, "offset": offset}
+                ).json()["items"]
+                for item in page:
+                    if item["document_id"].split(",")[-1].startswith(tag) or tag in item["document_id"]:
+                        stored.setdefault(
+                            item["document_id"], datetime.fromisoformat(item["created_at"]).timestamp() - epoch_offset
+                        )
+                if len(page) < 500:
+                    break
+                offset += 500
+            time.sleep(0.05)
+    for t in threads:
+        t.join()
+    latencies = [stored[d] - started[d] for d in started if d in stored]
+    elapsed = max(stored.values()) - t_start
+    return {
+        "envelopes_per_s": messages / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200, help="envelopes per case")
+    parser.add_argument("--pdf-size", type=int, default=100_000)
+    args = parser.parse_args()
+
+    from signing.devpki import DevPki, serve_dev_pki
+    from signing.pdf import PdfSigningKey, PdfSignOptions, SignatureRole, sign_pdf
+
+    raw = raw_rsa_signs_per_s()
+    print(f"raw RSA-2048 signatures (cryptography): {raw:,.0f}/s")
+    results: dict[str, Any] = {
+        "python": platform.python_version(),
+        "messages_per_case": args.messages,
+        "pdf_bytes": args.pdf_size,
+        "raw_rsa2048_signs_per_s": round(raw, 1),
+        "target_envelopes_per_s": TARGET,
+    }
+    with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp:
+        directory = Path(tmp)
+        with serve_dev_pki(directory / "pki", port=0) as responders:
+            agencies = [AgencySpec("bo-tai-chinh", "truc", ((MINISTRY.organ_id, MINISTRY.organ_name),))]
+            agencies += [AgencySpec(f"so-{i}", "truc", ((o.organ_id, o.organ_name),)) for i, o in enumerate(SENDERS)]
+            network = write_network(
+                directory,
+                (AxisSpec("truc", trace_organ_id="000.00.00.G22"),),
+                agencies,
+                pki_base_url=responders.url,
+                timestamps=False,
+                poll_interval=0.05,
+            )
+            pki = DevPki.load(directory / "pki")
+            director = PdfSigningKey(pki.signing_key(pki.organ(SENDERS[0].organ_id).signer.label))
+            base = sample_monthly_report(pdf_size=args.pdf_size).attachments[0].data
+            pdf = sign_pdf(base, director, PdfSignOptions(role=SignatureRole.SIGNER))
+            print(f"{len(network.nodes)} nodes, PDF {len(pdf):,} bytes signed by the director")
+            with RunningNetwork(network) as running:
+                running.start()
+                run_case(running, 1, min(4, args.messages), pdf, "w")  # warm-up: imports, caches, connections
+                for senders in (1, 4):
+                    case = run_case(running, senders, args.messages, pdf, f"s{senders}x")
+                    print(
+                        f"{senders} sender(s): {case['envelopes_per_s']:.1f} envelopes/s, "
+                        f"p50 {case['p50_ms']:.0f} ms, p99 {case['p99_ms']:.0f} ms"
+                    )
+                    for key, value in case.items():
+                        results[f"senders_{senders}_{key}"] = round(value, 2)
+    best = max(results["senders_1_envelopes_per_s"], results["senders_4_envelopes_per_s"])
+    results["best_envelopes_per_s"] = best
+    results["best_vs_raw_rsa"] = round(best / raw, 4)
+    results["target_met"] = best >= TARGET
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

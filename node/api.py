@@ -1,0 +1,584 @@
+"""The HTTP API of a node (FastAPI): the node ↔ axis exchange, and the API for clerks and integrators.
+
+Exchange endpoints (``/api/v1/exchange/...``) authenticate the calling node by its RFC 9421 request
+signature and sign their answers; the others take an API token with a role. Every error is an RFC 9457
+problem (``application/problem+json``) naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from node.delivery import Workers
+from node.errors import NodeError, NotFoundError, SendError
+from node.events import record_event
+from node.runtime import NodeRuntime, Peer
+from node.tokens import Role, TokenError, authenticate
+from storage.exchange import DeliveryRow, EnvelopeRow, NonceRow, StatusRow
+
+log = logging.getLogger("lienthong.api")
+PROBLEM = "application/problem+json"
+EXCHANGE = "/api/v1/exchange"
+
+
+class ProblemError(Exception):
+    def __init__(self, status: int, slug: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.slug, self.detail, self.extra = status, slug, detail, extra
+
+
+def problem_response(status: int, slug: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"urn:lienthong:problem:{slug}",
+        "title": _TITLES.get(slug, slug.replace("-", " ")),
+        "status": status,
+    }
+    body["detail"] = detail
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+_TITLES = {
+    "unauthenticated": "The request is not signed by a known node",
+    "forbidden": "Not allowed",
+    "not-found": "Not found",
+    "bad-signature": "The envelope signature does not verify",
+    "not-authorised": "The node may not speak for this organisation",
+    "unknown-recipient": "Unknown recipient",
+    "too-large": "The upload is too large",
+    "malformed": "Malformed request",
+    "loop": "Routing loop",
+}
+
+
+# -- node authentication (RFC 9421) ---------------------------------------------------------------------
+
+
+def _remember_nonce(runtime: NodeRuntime) -> Callable[[str, str, datetime], bool]:
+    def remember(key_id: str, nonce: str, expires_at: datetime) -> bool:
+        now = datetime.now(UTC)
+        try:
+            with runtime.session() as s:
+                s.execute(delete(NonceRow).where(NonceRow.expires_at < now - timedelta(minutes=10)))
+                s.add(NonceRow(key_id=key_id, nonce=nonce, expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
+
+    return remember
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProblemError(413, "too-large", f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProblemError(413, "too-large", f"the body is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class NodeCall:
+    """An authenticated call from another node: who it is and the exact body it signed."""
+
+    def __init__(self, peer: Peer, body: bytes, signature: Any) -> None:
+        self.peer, self.body, self.signature = peer, body, signature
+
+
+def node_auth(runtime: NodeRuntime) -> Callable[[Request], Awaitable[NodeCall]]:
+    from adapters.httpsig import HttpSignatureError, verify_request
+
+    remember = _remember_nonce(runtime)
+    limit = runtime.settings.max_envelope_bytes
+
+    async def dependency(request: Request) -> NodeCall:
+        body = await read_body(request, limit)
+        try:
+            verified = verify_request(
+                request.method,
+                str(request.url),
+                dict(request.headers),
+                body,
+                resolve_key=runtime.public_key_of,
+                remember_nonce=remember,
+            )
+        except HttpSignatureError as e:
+            record_event(
+                runtime,
+                "auth.failed",
+                path=request.url.path,
+                client=request.client.host if request.client else None,
+                reason=e.reason,
+            )
+            raise ProblemError(e.http_status, "unauthenticated", e.reason) from None
+        peer = runtime.peer(verified.keyid)
+        assert peer is not None  # resolve_key knew it
+        request.state.signature = verified
+        return NodeCall(peer, body, verified)
+
+    return dependency
+
+
+def signed_json(runtime: NodeRuntime, request: Request, payload: Any, status: int = 200) -> Response:
+    return signed_bytes(runtime, request, json.dumps(payload, ensure_ascii=False).encode(), "application/json", status)
+
+
+def signed_bytes(
+    runtime: NodeRuntime,
+    request: Request,
+    body: bytes,
+    media_type: str,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    from adapters.httpsig import sign_response
+
+    all_headers = {"content-type": media_type, **(headers or {})}
+    all_headers.update(
+        sign_response(status, all_headers, body, runtime.node_key, request_headers=dict(request.headers))
+    )
+    return Response(body, status_code=status, headers=all_headers, media_type=media_type)
+
+
+# -- API tokens ------------------------------------------------------------------------------------------
+
+
+def token_auth(runtime: NodeRuntime, permission: str) -> Callable[..., tuple[str, Role]]:
+    def dependency(authorization: Annotated[str | None, Header()] = None) -> tuple[str, Role]:
+        try:
+            return authenticate(runtime, authorization, permission)
+        except TokenError as e:
+            record_event(runtime, "auth.failed", permission=permission, reason=e.detail)
+            raise ProblemError(e.status, "unauthenticated" if e.status == 401 else "forbidden", e.detail) from None
+
+    return dependency
+
+
+# -- models ----------------------------------------------------------------------------------------------
+
+
+class AckBody(BaseModel):
+    outcome: str = Field(pattern="^(done|fail)$")
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class StatusBody(BaseModel):
+    document_id: str = Field(min_length=1, max_length=200)
+    organisation: str = Field(description="the organisation answering (or recalling: the sender)")
+    code: int = Field(description="03, 04, 05, 06, 13, 15 or 16")
+    description: str = Field(default="", max_length=2000)
+    staff: str = Field(default="", max_length=200)
+    department: str = Field(default="", max_length=200)
+
+
+def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
+    workers = Workers(runtime)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if start_workers:
+            workers.start()
+        record_event(runtime, "node.started", role=runtime.settings.role)
+        try:
+            yield
+        finally:
+            workers.stop()
+
+    app = FastAPI(
+        title=f"Liên thông {runtime.settings.role} node {runtime.settings.node_id}",
+        version="1",
+        lifespan=lifespan,
+        description="Exchange of signed edXML envelopes between state agencies. See docs/protocol.md.",
+    )
+    app.state.runtime, app.state.workers = runtime, workers
+    _install_problem_handlers(app)
+    auth_node = node_auth(runtime)
+
+    # -- exchange: node ↔ axis -------------------------------------------------------------------------
+    @app.post(f"{EXCHANGE}/envelopes", tags=["exchange"])
+    async def post_envelope(
+        request: Request,
+        call: Annotated[NodeCall, Depends(auth_node)],
+        message_id: Annotated[str, Header(alias="Lienthong-Message-Id")] = "",
+    ) -> Response:
+        import anyio
+
+        from node.routing import RefusedError, accept_envelope
+
+        if runtime.settings.role != "axis":
+            return await _push_to_agency(runtime, request, call, message_id)
+        try:
+            result = await anyio.to_thread.run_sync(
+                lambda: accept_envelope(runtime, call.body, message_id=message_id, from_node=call.peer)
+            )
+        except RefusedError as e:
+            raise ProblemError(e.status, e.slug, e.detail) from None
+        workers.poke()
+        _wake_inbox_waiters(app)
+        payload = {"message_id": result.message_id, "status": result.status, "recipients": list(result.recipients)}
+        return signed_json(runtime, request, payload, 202 if result.status == "accepted" else 200)
+
+    @app.get(f"{EXCHANGE}/inbox", tags=["exchange"])
+    async def get_inbox(
+        request: Request,
+        call: Annotated[NodeCall, Depends(auth_node)],
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        wait: Annotated[float, Query(ge=0, le=30)] = 0,
+    ) -> Response:
+        import anyio
+
+        deadline = time.monotonic() + wait
+        while True:
+            items = await anyio.to_thread.run_sync(lambda: _inbox(runtime, call.peer.node_id, limit))
+            if items or time.monotonic() >= deadline:
+                break
+            await _wait_for_mail(app, deadline - time.monotonic())
+        return signed_json(runtime, request, {"items": items})
+
+    @app.get(EXCHANGE + "/inbox/{delivery_id}", tags=["exchange"])
+    async def get_delivery(
+        request: Request, delivery_id: str, call: Annotated[NodeCall, Depends(auth_node)]
+    ) -> Response:
+        row, envelope = _delivery(runtime, delivery_id, call.peer.node_id)
+        data = runtime.objects.get(envelope.object_key)
+        return signed_bytes(runtime, request, data, "application/xml", headers={"Lienthong-Message-Id": row.message_id})
+
+    @app.post(EXCHANGE + "/inbox/{delivery_id}/ack", tags=["exchange"])
+    async def ack_delivery(
+        request: Request, delivery_id: str, call: Annotated[NodeCall, Depends(auth_node)]
+    ) -> Response:
+        try:
+            body = AckBody.model_validate_json(call.body or b"{}")
+        except ValueError as e:
+            raise ProblemError(400, "malformed", f"the acknowledgement is not valid: {e}") from None
+        row, _ = _delivery(runtime, delivery_id, call.peer.node_id)
+        with runtime.session() as s:
+            live = s.get(DeliveryRow, row.id)
+            assert live is not None
+            if live.state == "queued":
+                live.state = "done" if body.outcome == "done" else "failed"
+                live.outcome_reason = body.reason
+                live.acked_at = datetime.now(UTC)
+                first = True
+            else:
+                first = False
+        if first:
+            record_event(
+                runtime,
+                "message.delivered" if body.outcome == "done" else "delivery.failed",
+                message_id=row.message_id,
+                recipient=row.recipient,
+                node=call.peer.node_id,
+                reason=body.reason,
+            )
+        return signed_bytes(runtime, request, b"", "application/json", 204)
+
+    # -- clerks and integrators -----------------------------------------------------------------------
+    @app.post("/api/v1/messages", status_code=202, tags=["messages"])
+    def post_message(
+        _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "messages:send"))],
+        message: Annotated[str, Form(description="the message description (JSON, the fields of a spec)")],
+        files: Annotated[list[UploadFile] | None, File()] = None,
+        idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+    ) -> dict[str, Any]:
+        from node._private.spec import SpecError, spec_to_message
+        from node.sending import send_document
+
+        try:
+            spec = json.loads(message)
+        except ValueError as e:
+            raise ProblemError(400, "malformed", f"message is not JSON: {e}") from None
+        if not isinstance(spec, dict):
+            raise ProblemError(400, "malformed", "message must be a JSON object")
+        with tempfile.TemporaryDirectory(prefix="lienthong-upload-") as tmp:
+            for upload in files or []:
+                name = Path(upload.filename or "").name
+                if not name or name != upload.filename:
+                    raise ProblemError(400, "malformed", f"bad attachment file name {upload.filename!r}")
+                (Path(tmp) / name).write_bytes(upload.file.read())
+            try:
+                built = spec_to_message(spec, base_dir=Path(tmp), name="message")
+            except SpecError as e:
+                raise ProblemError(422, "invalid-message", str(e)) from None
+        if built.kind != "document":
+            raise ProblemError(
+                422, "invalid-message", "POST /api/v1/messages sends documents; statuses go to /api/v1/statuses"
+            )
+        try:
+            result = send_document(runtime, built, client_key=idempotency_key)
+        except SendError as e:
+            raise ProblemError(422, "invalid-message", str(e)) from None
+        workers.poke()
+        return {
+            "message_id": result.message_id,
+            "document_id": result.document_id,
+            "recipients": list(result.recipients),
+            "duplicate": result.duplicate,
+        }
+
+    @app.get("/api/v1/messages", tags=["messages"])
+    def list_messages(
+        _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "messages:read"))],
+        direction: Annotated[str | None, Query(pattern="^(in|out|transit)$")] = None,
+        kind: Annotated[str | None, Query(pattern="^(document|status)$")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        with runtime.session() as s:
+            q = select(EnvelopeRow).order_by(EnvelopeRow.id.desc()).limit(limit).offset(offset)
+            if direction:
+                q = q.where(EnvelopeRow.direction == direction)
+            if kind:
+                q = q.where(EnvelopeRow.kind == kind)
+            return {"items": [envelope_json(r) for r in s.scalars(q)], "limit": limit, "offset": offset}
+
+    @app.get("/api/v1/messages/{message_id}", tags=["messages"])
+    def get_message(
+        message_id: str, _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "messages:read"))]
+    ) -> dict[str, Any]:
+        with runtime.session() as s:
+            rows = s.scalars(select(EnvelopeRow).where(EnvelopeRow.message_id == message_id)).all()
+            if not rows:
+                raise ProblemError(404, "not-found", f"no message {message_id} on this node")
+            out = []
+            for r in rows:
+                item = envelope_json(r)
+                if r.report_key:
+                    item["report"] = json.loads(runtime.objects.get(r.report_key))
+                out.append(item)
+        return {"message_id": message_id, "copies": out}
+
+    @app.get("/api/v1/messages/{message_id}/raw", tags=["messages"])
+    def get_raw(
+        message_id: str, _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "messages:read"))]
+    ) -> Response:
+        with runtime.session() as s:
+            row = s.scalars(select(EnvelopeRow).where(EnvelopeRow.message_id == message_id)).first()
+            if row is None:
+                raise ProblemError(404, "not-found", f"no message {message_id} on this node")
+            key = row.object_key
+        return Response(runtime.objects.get(key), media_type="application/xml")
+
+    @app.get("/api/v1/statuses", tags=["statuses"])
+    def get_statuses(
+        document_id: str, _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "statuses:read"))]
+    ) -> dict[str, Any]:
+        return {"document_id": document_id, "history": status_history(runtime, document_id)}
+
+    @app.post("/api/v1/statuses", status_code=202, tags=["statuses"])
+    def post_status(
+        body: StatusBody,
+        _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "statuses:send"))],
+        idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+    ) -> dict[str, Any]:
+        from node.sending import send_status
+        from schemas import StaffInfo, StatusCode
+
+        allowed_codes = {3, 4, 5, 6, 13, 15, 16}
+        if body.code not in allowed_codes:
+            raise ProblemError(
+                422, "invalid-status", f"status {body.code:02d} cannot be sent by hand (01/02 are automatic)"
+            )
+        try:
+            result = send_status(
+                runtime,
+                document_id=body.document_id,
+                reporter=body.organisation,
+                code=StatusCode(body.code),
+                description=body.description,
+                staff=StaffInfo(staff=body.staff, department=body.department),
+                client_key=idempotency_key,
+            )
+        except NotFoundError as e:
+            raise ProblemError(404, "not-found", str(e)) from None
+        except SendError as e:
+            raise ProblemError(422, "invalid-status", str(e)) from None
+        workers.poke()
+        return {
+            "message_id": result.message_id,
+            "document_id": result.document_id,
+            "recipients": list(result.recipients),
+        }
+
+    @app.get("/api/v1/health", tags=["node"])
+    def health() -> dict[str, Any]:
+        return {"status": "ok", **runtime.describe()}
+
+    return app
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+def envelope_json(r: EnvelopeRow) -> dict[str, Any]:
+    return {
+        "message_id": r.message_id,
+        "direction": r.direction,
+        "kind": r.kind,
+        "sender": r.sender,
+        "recipient": r.recipient or None,
+        "recipients": r.recipients,
+        "document_id": r.document_id,
+        "subject": r.subject,
+        "code": r.code,
+        "business_type": r.business_type,
+        "links_to": r.links_to,
+        "status_code": r.status_code,
+        "size": r.size,
+        "sha256": r.sha256,
+        "verified": r.verified,
+        "created_at": r.created_at.isoformat(),
+    }
+
+
+def status_history(runtime: NodeRuntime, document_id: str) -> list[dict[str, Any]]:
+    with runtime.session() as s:
+        rows = s.scalars(
+            select(StatusRow).where(StatusRow.document_id == document_id).order_by(StatusRow.stated_at, StatusRow.id)
+        ).all()
+        return [
+            {
+                "reporter": r.reporter,
+                "code": r.status_code,
+                "description": r.description,
+                "staff": r.staff,
+                "stated_at": r.stated_at.isoformat(),
+                "recorded_at": r.recorded_at.isoformat(),
+                "direction": r.direction,
+                "message_id": r.message_id,
+            }
+            for r in rows
+        ]
+
+
+def _inbox(runtime: NodeRuntime, node_id: str, limit: int) -> list[dict[str, Any]]:
+    with runtime.session() as s:
+        rows = s.execute(
+            select(DeliveryRow, EnvelopeRow)
+            .join(EnvelopeRow, EnvelopeRow.id == DeliveryRow.envelope_id)
+            .where(DeliveryRow.node_id == node_id, DeliveryRow.state == "queued")
+            .order_by(DeliveryRow.id)
+            .limit(limit)
+        ).all()
+        return [
+            {
+                "delivery_id": d.delivery_id,
+                "message_id": d.message_id,
+                "sender": d.sender,
+                "recipient": d.recipient,
+                "kind": d.kind,
+                "size": e.size,
+                "sha256": e.sha256,
+                "received_at": d.created_at.isoformat(),
+            }
+            for d, e in rows
+        ]
+
+
+def _delivery(runtime: NodeRuntime, delivery_id: str, node_id: str) -> tuple[DeliveryRow, EnvelopeRow]:
+    with runtime.session() as s:
+        row = s.scalars(select(DeliveryRow).where(DeliveryRow.delivery_id == delivery_id)).first()
+        # Another node's delivery is reported as missing, not forbidden: ids are not to be probed.
+        if row is None or row.node_id != node_id:
+            raise ProblemError(404, "not-found", f"no delivery {delivery_id} for node {node_id}")
+        envelope = s.get(EnvelopeRow, row.envelope_id)
+        assert envelope is not None
+        return row, envelope
+
+
+def _wake_inbox_waiters(app: FastAPI) -> None:
+    event = getattr(app.state, "mail_event", None)
+    if event is not None:
+        event.set()
+
+
+async def _wait_for_mail(app: FastAPI, timeout: float) -> None:
+    import anyio
+
+    if getattr(app.state, "mail_event", None) is None:
+        app.state.mail_event = anyio.Event()
+    event = app.state.mail_event
+    with anyio.move_on_after(max(0.0, min(timeout, 1.0))):
+        await event.wait()
+    if event.is_set():
+        app.state.mail_event = anyio.Event()
+
+
+async def _push_to_agency(runtime: NodeRuntime, request: Request, call: NodeCall, message_id: str) -> Response:
+    """An axis pushing to an agency node: receive for every organisation of ours the envelope is for."""
+    import anyio
+
+    from node.receiving import ReceiveOutcome, receive_envelope
+    from node.routing import MESSAGE_ID
+
+    if runtime.upstream is None or call.peer.node_id != runtime.upstream.node_id:
+        raise ProblemError(403, "forbidden", "only this node's axis may push envelopes to it")
+    if not MESSAGE_ID.match(message_id):
+        raise ProblemError(400, "bad-message-id", "Lienthong-Message-Id must be 64 lowercase hex digits")
+    recipients = _recipients_here(runtime, call.body)
+    if not recipients:
+        raise ProblemError(422, "unknown-recipient", "the envelope is for no organisation this node serves")
+
+    def receive_all() -> list[ReceiveOutcome]:
+        return [receive_envelope(runtime, call.body, message_id=message_id, recipient=r) for r in recipients]
+
+    outcomes = await anyio.to_thread.run_sync(receive_all)
+    duplicate = all(o.duplicate for o in outcomes)
+    payload = {"message_id": message_id, "status": "duplicate" if duplicate else "accepted", "recipients": recipients}
+    return signed_json(runtime, request, payload, 200 if duplicate else 202)
+
+
+def _recipients_here(runtime: NodeRuntime, data: bytes) -> list[str]:
+    from schemas import EdxmlError, ParseMode, parse_message
+
+    try:
+        message = parse_message(data, mode=ParseMode.TOLERANT).message
+    except EdxmlError as e:
+        raise ProblemError(400, "malformed", f"not an edXML envelope: {e}") from None
+    if message.kind == "document":
+        wanted = [t.organ_id for t in message.header.to]
+    else:
+        wanted = [message.header.response_for.organ_id]
+    return [w for w in wanted if w in runtime.organisations]
+
+
+def _install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(_request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(exc.status, exc.slug, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")} for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors)
+        return problem_response(422, "invalid-request", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem_response(exc.status_code, slug, str(exc.detail))
+
+    @app.exception_handler(NodeError)
+    async def _node(_request: Request, exc: NodeError) -> JSONResponse:
+        return problem_response(422, "refused", str(exc))

@@ -1,0 +1,281 @@
+"""``lienthong init``, ``serve``, ``send``, ``status``, ``answer``, ``recall``, ``inbox``, ``token``.
+
+Commands that act on a node open its database and store directly (``--config``, or ``$LIENTHONG_CONFIG``);
+the running node's workers pick up what they queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from node.errors import NodeError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="The node's config file (default: $LIENTHONG_CONFIG).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(Text.assemble(("error: ", "red"), message))
+    return typer.Exit(code)
+
+
+def _runtime(config: Path | None):  # type: ignore[no-untyped-def]
+    from node.config import load_settings
+    from node.runtime import NodeRuntime
+
+    try:
+        return NodeRuntime(load_settings(config))
+    except NodeError as e:
+        raise _fail(str(e)) from None
+
+
+def serve(config: ConfigOption = None) -> None:
+    """Run the node: the HTTP API and its outbox/inbox workers, until stopped (Ctrl-C, SIGTERM)."""
+    import uvicorn
+
+    from node.api import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = _runtime(config)
+    settings = runtime.settings
+    err.print(f"[bold]{settings.role}[/] node {settings.node_id} on http://{settings.host}:{settings.port}")
+    try:
+        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    finally:
+        runtime.close()
+
+
+def send(
+    spec: Annotated[Path, typer.Argument(help="The message description (YAML spec; see docs/examples/).")],
+    config: ConfigOption = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--key", help="Your reference: sending twice with it sends once.")
+    ] = None,
+    no_seal: Annotated[bool, typer.Option("--no-seal", help="Do not add the organisation's seal to PDFs.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Build, seal, sign and queue a document for the axis."""
+    from node._private.spec import SpecError, load_spec
+    from node.sending import send_document
+
+    try:
+        message = load_spec(spec)
+    except SpecError as e:
+        raise _fail(str(e)) from None
+    if message.kind != "document":
+        raise _fail(f"{spec} describes a status; use `lienthong answer` or `lienthong recall`")
+    runtime = _runtime(config)
+    try:
+        result = send_document(runtime, message, client_key=idempotency_key, seal_pdfs=not no_seal)
+    except NodeError as e:
+        raise _fail(str(e)) from None
+    finally:
+        runtime.close()
+    if as_json:
+        sys.stdout.write(json.dumps(result.__dict__, ensure_ascii=False) + "\n")
+        return
+    verb = "was already queued" if result.duplicate else "is queued"
+    out.print(f"Document {result.document_id} {verb} for {', '.join(result.recipients)}")
+    out.print(f"message id {result.message_id}")
+
+
+def status(
+    document_id: Annotated[str, typer.Argument(help="The DocumentId.")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The status history of a document, per organisation (lịch sử trạng thái)."""
+    from node.api import status_history
+
+    runtime = _runtime(config)
+    try:
+        history = status_history(runtime, document_id)
+    finally:
+        runtime.close()
+    if as_json:
+        sys.stdout.write(json.dumps({"document_id": document_id, "history": history}, ensure_ascii=False) + "\n")
+        return
+    if not history:
+        out.print(f"No status is known for {document_id} yet.")
+        return
+    table = Table(title=f"Statuses of {document_id}", title_justify="left")
+    for column in ("when", "organisation", "status", "description"):
+        table.add_column(column)
+    for item in history:
+        table.add_row(item["stated_at"], item["reporter"], status_label(item["code"]), item["description"])
+    out.print(table)
+
+
+def status_label(code: str) -> str:
+    from schemas import StatusCode
+
+    labels = {
+        1: "01 đã đến (arrived)",
+        2: "02 từ chối (refused)",
+        3: "03 đã tiếp nhận (registered)",
+        4: "04 phân công (assigned)",
+        5: "05 đang xử lý (in progress)",
+        6: "06 hoàn thành (done)",
+        13: "13 lấy lại (recall asked)",
+        15: "15 đồng ý lấy lại/cập nhật (agreed)",
+        16: "16 từ chối lấy lại/cập nhật (refused)",
+    }
+    try:
+        return labels[StatusCode(int(code))]
+    except (ValueError, KeyError):
+        return code
+
+
+def answer(
+    document_id: Annotated[str, typer.Argument(help="The DocumentId of a received document.")],
+    code: Annotated[int, typer.Argument(help="03 registered, 04 assigned, 05 in progress, 06 done, 15/16.")],
+    organisation: Annotated[str, typer.Option("--as", help="The receiving organisation answering.")],
+    config: ConfigOption = None,
+    description: Annotated[str, typer.Option("--description", "-d")] = "",
+    staff: Annotated[str, typer.Option("--staff")] = "",
+) -> None:
+    """Send a signed status about a received document back to its sender."""
+    _send_status(config, document_id, code, organisation, description, staff, allowed={3, 4, 5, 6, 15, 16})
+
+
+def recall(
+    document_id: Annotated[str, typer.Argument(help="The DocumentId of a document this node sent.")],
+    organisation: Annotated[str, typer.Option("--as", help="The sending organisation.")],
+    config: ConfigOption = None,
+    description: Annotated[str, typer.Option("--description", "-d", help="Why.")] = "",
+) -> None:
+    """Ask the recipients to give a sent document back (status 13); they answer 15 or 16."""
+    _send_status(config, document_id, 13, organisation, description, "", allowed={13})
+
+
+def _send_status(
+    config: Path | None, document_id: str, code: int, organisation: str, description: str, staff: str, allowed: set[int]
+) -> None:
+    from node.sending import send_status
+    from schemas import StaffInfo, StatusCode
+
+    if code not in allowed:
+        raise _fail(
+            f"status {code:02d} cannot be sent here (allowed: {', '.join(f'{c:02d}' for c in sorted(allowed))})"
+        )
+    runtime = _runtime(config)
+    try:
+        result = send_status(
+            runtime,
+            document_id=document_id,
+            reporter=organisation,
+            code=StatusCode(code),
+            description=description,
+            staff=StaffInfo(staff=staff),
+        )
+    except NodeError as e:
+        raise _fail(str(e)) from None
+    finally:
+        runtime.close()
+    out.print(f"Status {status_label(f'{code:02d}')} queued for {', '.join(result.recipients)}")
+
+
+def inbox(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Documents and statuses this node received, newest first, with their verification outcome."""
+    from sqlalchemy import select
+
+    from node.api import envelope_json
+    from storage.exchange import EnvelopeRow
+
+    runtime = _runtime(config)
+    try:
+        with runtime.session() as s:
+            rows = [
+                envelope_json(r)
+                for r in s.scalars(
+                    select(EnvelopeRow)
+                    .where(EnvelopeRow.direction == "in")
+                    .order_by(EnvelopeRow.id.desc())
+                    .limit(limit)
+                )
+            ]
+    finally:
+        runtime.close()
+    if as_json:
+        sys.stdout.write(json.dumps({"items": rows}, ensure_ascii=False) + "\n")
+        return
+    table = Table(title="Received", title_justify="left")
+    for column in ("received", "for", "from", "kind", "document", "subject / status", "verified"):
+        table.add_column(column)
+    for r in rows:
+        what = r["subject"] if r["kind"] == "document" else status_label(r["status_code"] or "")
+        table.add_row(
+            r["created_at"][:19], r["recipient"], r["sender"], r["kind"], r["document_id"], what, r["verified"]
+        )
+    out.print(table)
+
+
+token_app = typer.Typer(help="API tokens (roles: clerk, archivist, auditor, admin).", no_args_is_help=True)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="Who or what the token is for.")],
+    role: Annotated[str, typer.Option("--role", help="clerk, archivist, auditor or admin.")] = "clerk",
+    config: ConfigOption = None,
+) -> None:
+    """Make a token; it is printed once and only its hash is kept."""
+    from node.tokens import Role, create_token
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise _fail(f"role {role!r} is not one of {', '.join(r.value for r in Role)}") from None
+    runtime = _runtime(config)
+    try:
+        sys.stdout.write(create_token(runtime, name, chosen) + "\n")
+    except NodeError as e:
+        raise _fail(str(e)) from None
+    finally:
+        runtime.close()
+
+
+@token_app.command("list")
+def token_list(config: ConfigOption = None) -> None:
+    from node.tokens import list_tokens
+
+    runtime = _runtime(config)
+    try:
+        for name, role, revoked in list_tokens(runtime):
+            suffix = "  (revoked)" if revoked else ""
+            out.print(f"{name}  {role}{suffix}")
+    finally:
+        runtime.close()
+
+
+@token_app.command("revoke")
+def token_revoke(name: str, config: ConfigOption = None) -> None:
+    from node.tokens import revoke_token
+
+    runtime = _runtime(config)
+    try:
+        revoke_token(runtime, name)
+    except NodeError as e:
+        raise _fail(str(e)) from None
+    finally:
+        runtime.close()
+    out.print(f"token {name} revoked")

@@ -1,0 +1,148 @@
+"""Receiving (nhận): verify an envelope fully, keep its exact bytes and the report, answer 01 or 02.
+
+Receipt is idempotent: the same message for the same recipient is stored once, however often the axis
+delivers it (after a crash, a lost acknowledgement, or a duplicate push). The stored row, the report and
+the automatic answer are committed together, so a crash never leaves a document without its answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from node.errors import NotFoundError
+from node.events import record_event
+from node.runtime import NodeRuntime
+from node.sending import describe, queue_in, sign_message, status_message
+from schemas import StatusCode
+from signing.envelope import EnvelopeVerification, verify_envelope
+from signing.pdf import verify_pdf
+from storage.exchange import EnvelopeRow, StatusRow
+
+MAX_REASON = 1000
+
+
+@dataclass(frozen=True)
+class ReceiveOutcome:
+    """What became of one delivered envelope."""
+
+    envelope_id: int | None
+    kind: str
+    indication: str
+    duplicate: bool = False
+    answered: str | None = None  # the automatic status sent back: "01" or "02"
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def accepted(self) -> bool:
+        return self.envelope_id is not None
+
+
+def verify_received(runtime: NodeRuntime, data: bytes, name: str = "envelope") -> EnvelopeVerification:
+    trust = runtime.trust
+    return verify_envelope(data, trust, name=name, verify_pdf=lambda n, d: verify_pdf(n, d, trust))
+
+
+def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, recipient: str) -> ReceiveOutcome:
+    """Verify, store and answer one envelope delivered for ``recipient`` (an organisation this node serves)."""
+    if recipient not in runtime.organisations:
+        raise NotFoundError(f"this node does not receive for {recipient}")
+    existing = _existing(runtime, message_id, recipient)
+    if existing is not None:
+        return existing
+    result = verify_received(runtime, data, name=f"{message_id[:16]}.edxml")
+    report = result.report
+    indication = report.indication.value
+    reasons = tuple(r for s in report.signatures for r in s.reasons)[:10]
+    message = result.message
+    if message is None:
+        # Nothing signed can be read, so there is no sender to answer: the axis is told (ack "fail").
+        record_event(runtime, "verification.failed", message_id=message_id, recipient=recipient, reasons=list(reasons))
+        return ReceiveOutcome(None, "unknown", indication, reasons=reasons or ("the envelope cannot be read",))
+
+    passed = report.exit_code == 0
+    report_ref = runtime.objects.put(
+        report.model_dump_json().encode(), document_class="report", content_type="application/json"
+    )
+    ref = runtime.objects.put(data, document_class=message.kind, content_type="application/xml")
+    answer = None
+    if message.kind == "document":
+        code = StatusCode.ARRIVED if passed else StatusCode.REFUSED
+        why = "" if passed else "; ".join(reasons)[:MAX_REASON] or "the signatures do not verify"
+        h = message.header
+        doc_code = f"{h.code.code_number}/{h.code.code_notation}" if h.code.code_notation else h.code.code_number
+        answer = status_message(runtime, recipient, h.from_.organ_id, doc_code, h.document_id, code, why)
+        answer_bytes = sign_message(runtime, recipient, answer)
+    try:
+        with runtime.session() as s:
+            row = EnvelopeRow(
+                direction="in",
+                message_id=message_id,
+                recipient=recipient,
+                object_key=ref.key,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                verified=indication,
+                report_key=report_ref.key,
+                **describe(message),
+            )
+            s.add(row)
+            s.flush()
+            if message.kind == "status" and passed:
+                sh = message.header
+                s.add(
+                    StatusRow(
+                        document_id=sh.response_for.document_id,
+                        document_sender=sh.response_for.organ_id,
+                        reporter=sh.from_.organ_id,
+                        status_code=sh.status_code.code,
+                        description=sh.description,
+                        staff=sh.staff_info.staff,
+                        stated_at=sh.timestamp,
+                        message_id=message_id,
+                        direction="in",
+                    )
+                )
+            if answer is not None:
+                queue_in(s, runtime, answer_bytes, answer)
+            envelope_id = row.id
+    except IntegrityError:
+        # Another worker stored the same delivery between our check and our commit.
+        again = _existing(runtime, message_id, recipient)
+        if again is None:
+            raise
+        return again
+    record_event(
+        runtime,
+        "message.received",
+        message_id=message_id,
+        recipient=recipient,
+        kind=message.kind,
+        indication=indication,
+        object=ref.key,
+        report=report_ref.key,
+    )
+    if not passed:
+        record_event(runtime, "verification.failed", message_id=message_id, recipient=recipient, reasons=list(reasons))
+    return ReceiveOutcome(
+        envelope_id,
+        message.kind,
+        indication,
+        answered=answer.header.status_code.code if answer is not None else None,
+        reasons=reasons,
+    )
+
+
+def _existing(runtime: NodeRuntime, message_id: str, recipient: str) -> ReceiveOutcome | None:
+    with runtime.session() as s:
+        row = s.scalars(
+            select(EnvelopeRow).where(
+                EnvelopeRow.direction == "in", EnvelopeRow.message_id == message_id, EnvelopeRow.recipient == recipient
+            )
+        ).first()
+        if row is None:
+            return None
+        return ReceiveOutcome(row.id, row.kind, row.verified or "", duplicate=True)

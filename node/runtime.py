@@ -1,0 +1,204 @@
+"""What a running node holds: settings, database, object store, keys, trust store, registry of peers.
+
+One :class:`NodeRuntime` is made per process (``lienthong serve``) or per CLI command; the API, the workers
+and the CLI all reach the node's state through it.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from node.config import KeyConfig, NodeSettings, OrganisationConfig, RegisteredNode, read_public_key
+from node.errors import ConfigError, SendError
+from schemas import OrganCode, OrganEntry, OrganRegistry, is_valid_organ_code
+from signing.keys import KEYS, KeyReference, Passphrase, SigningKey
+from signing.timestamps import HttpTimestamper
+from signing.trust import TrustStore
+from storage.db import create_schema, make_engine, session_factory
+
+if TYPE_CHECKING:
+    from adapters.httpsig import NodeKey
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A node this one knows: its id, Ed25519 public key, what it speaks for, where it can be reached."""
+
+    node_id: str
+    public_key: bytes
+    patterns: tuple[str, ...] = ()
+    url: str | None = None
+    speaks_for_all: bool = False  # the upstream axis delivers for anyone
+
+    def serves(self, code: str) -> bool:
+        """True when this peer may speak for (and receives for) organisation ``code``."""
+        if self.speaks_for_all:
+            return True
+        for pattern in self.patterns:
+            if pattern.endswith("/*"):
+                root = pattern[:-2]
+                if code == root or root in _ancestors(code):
+                    return True
+            elif pattern == code:
+                return True
+        return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _ancestors(code: str) -> tuple[str, ...]:
+    if not is_valid_organ_code(code):
+        return ()
+    out: list[str] = []
+    current: OrganCode | None = OrganCode.parse(code)
+    while current is not None and (current := current.default_parent()) is not None:
+        out.append(str(current))
+    return tuple(out)
+
+
+class NodeRuntime:
+    def __init__(self, settings: NodeSettings, *, create: bool = True) -> None:
+        from storage.objects import open_object_store
+
+        self.settings = settings
+        self.data_path = settings.data_path
+        self.data_path.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(settings.database)
+        if create:
+            create_schema(self.engine)
+        self.sessions = session_factory(self.engine)
+        self.objects = open_object_store(settings.objects_url)
+        self._lock = threading.Lock()
+        self._trust: TrustStore | None = None
+        self.peers: dict[str, Peer] = {}
+        base = settings.config_dir
+        for node in settings.nodes:
+            self.peers[node.id] = _peer(node, base)
+        self.upstream: Peer | None = None
+        if settings.upstream is not None:
+            up = settings.upstream
+            self.upstream = Peer(up.node_id, up.public_key_bytes(base), url=up.url, speaks_for_all=True)
+            self.peers.setdefault(up.node_id, self.upstream)
+
+    # -- database
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in a transaction: committed at the end, rolled back on error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    # -- organisations and keys
+    @property
+    def organisations(self) -> dict[str, OrganisationConfig]:
+        return {o.code: o for o in self.settings.organisations}
+
+    def organisation(self, code: str) -> OrganisationConfig:
+        try:
+            return self.organisations[code]
+        except KeyError:
+            served = ", ".join(self.organisations) or "none"
+            raise SendError(f"this node does not serve organisation {code} (it serves: {served})") from None
+
+    def seal_key(self, code: str) -> SigningKey:
+        return self.load_key(self.organisation(code).seal)
+
+    def signer_key(self, code: str) -> SigningKey | None:
+        signer = self.organisation(code).signer
+        return None if signer is None else self.load_key(signer)
+
+    def load_key(self, config: KeyConfig) -> SigningKey:
+        p = self.settings.path
+        ref = KeyReference(
+            config.kind,
+            key=p(config.key) if config.key else None,
+            cert=p(config.cert) if config.cert else None,
+            chain=p(config.chain) if config.chain else None,
+            module=p(config.module) if config.module else None,
+            token_label=config.token_label,
+            key_label=config.key_label,
+        )
+        passphrase = None
+        if config.passphrase_file is not None:
+            passphrase = Passphrase.from_file(p(config.passphrase_file))
+        elif config.passphrase_env is not None:
+            passphrase = Passphrase.from_env(config.passphrase_env)
+        return KEYS.load(ref, passphrase)
+
+    @property
+    def trust(self) -> TrustStore:
+        with self._lock:
+            if self._trust is None:
+                t = self.settings.trust
+                if not t.roots:
+                    raise ConfigError("trust.roots is empty: the node cannot verify any signature")
+                registry = OrganRegistry(
+                    OrganEntry(
+                        code=OrganCode.parse(a.code),
+                        name=a.name,
+                        parent=OrganCode.parse(a.parent) if a.parent else None,
+                        certificates=tuple(self.settings.path(c).read_bytes() for c in a.certificates),
+                    )
+                    for a in self.settings.agencies
+                )
+                self._trust = TrustStore.from_files(
+                    [self.settings.path(r) for r in t.roots],
+                    [self.settings.path(i) for i in t.intermediates],
+                    revocation=t.revocation,
+                    allow_fetching=t.allow_fetching,
+                    registry=registry if len(registry) else None,
+                )
+            return self._trust
+
+    @functools.cached_property
+    def node_key(self) -> NodeKey:
+        """The node's Ed25519 key: it signs every request to another node and every exchange answer."""
+        from adapters.httpsig import NodeKey
+
+        key_path = self.settings.node_key_path
+        if not key_path.is_file():
+            raise ConfigError(f"the node key {key_path} does not exist (run `lienthong init`, or set node_key)")
+        return NodeKey.load(key_path, self.settings.node_id)
+
+    @functools.cached_property
+    def timestamper(self) -> HttpTimestamper | None:
+        url = self.settings.timestamp_url
+        return HttpTimestamper(url) if url else None
+
+    # -- peers
+    def peer(self, node_id: str) -> Peer | None:
+        return self.peers.get(node_id)
+
+    def public_key_of(self, node_id: str) -> bytes | None:
+        peer = self.peers.get(node_id)
+        return None if peer is None else peer.public_key
+
+    def local_node_for(self, code: str) -> Peer | None:
+        """The registered node (not the upstream axis) that receives for ``code``; the most specific wins."""
+        exact = [p for p in self.peers.values() if not p.speaks_for_all and code in p.patterns]
+        if exact:
+            return exact[0]
+        subtree = [p for p in self.peers.values() if not p.speaks_for_all and p.serves(code)]
+        return subtree[0] if subtree else None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "node_id": self.settings.node_id,
+            "role": self.settings.role,
+            "organisations": list(self.organisations),
+            "upstream": self.upstream.node_id if self.upstream else None,
+            "database": self.engine.url.render_as_string(hide_password=True),
+        }
+
+
+def _peer(node: RegisteredNode, base: Path) -> Peer:
+    return Peer(node.id, read_public_key(node.public_key, base), tuple(node.organisations), node.url)

@@ -1,0 +1,268 @@
+"""The exchange's decisions, in process: sending, the axis's checks and routing, receiving, answers.
+
+The same network as the end-to-end tests (two axes, four agencies, one dev PKI) but every node is a
+:class:`NodeRuntime` in this process, so each rule is exercised directly and quickly; the HTTP layer,
+the workers and real processes are covered by test_exchange_e2e.py and test_exchange_faults.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from node.config import load_settings
+from node.network import Network, write_network
+from node.receiving import receive_envelope
+from node.routing import RefusedError, accept_envelope
+from node.runtime import NodeRuntime
+from node.sending import send_document, send_status
+from node.samples import MINISTRY, SENDER
+from schemas import StatusCode, TraceHeader, append_trace_header, build_message, parse_message
+from signing.envelope import envelope_message_id, sign_envelope
+from storage.exchange import DeliveryRow, EnvelopeRow, OutboxRow, StatusRow
+from tests.node.exchange_network import AGENCIES, AXES, HOME_AFFAIRS, PROVINCE, report
+
+
+@dataclass
+class Nodes:
+    network: Network
+    runtimes: dict[str, NodeRuntime]
+
+    def __getitem__(self, node_id: str) -> NodeRuntime:
+        return self.runtimes[node_id]
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+    from signing.devpki import serve_dev_pki
+
+    directory: Path = tmp_path_factory.mktemp("core")
+    with serve_dev_pki(directory / "pki", port=0) as responders:
+        network = write_network(directory, AXES, AGENCIES, pki_base_url=responders.url, timestamps=False)
+        runtimes = {n: NodeRuntime(load_settings(p.config)) for n, p in network.nodes.items()}
+        try:
+            yield Nodes(network, runtimes)
+        finally:
+            for runtime in runtimes.values():
+                runtime.close()
+
+
+def stored(runtime: NodeRuntime, envelope_id: int) -> bytes:
+    with runtime.session() as s:
+        row = s.get(EnvelopeRow, envelope_id)
+        assert row is not None
+        return runtime.objects.get(row.object_key)
+
+
+def transit_bytes(runtime: NodeRuntime, message_id: str) -> bytes:
+    with runtime.session() as s:
+        row = s.scalars(
+            select(EnvelopeRow).where(EnvelopeRow.direction == "transit", EnvelopeRow.message_id == message_id)
+        ).one()
+        return runtime.objects.get(row.object_key)
+
+
+def count(runtime: NodeRuntime, table: type, **where: object) -> int:
+    with runtime.session() as s:
+        q = select(func.count()).select_from(table)
+        for column, value in where.items():
+            q = q.where(getattr(table, column) == value)
+        return int(s.scalar(q) or 0)
+
+
+def relay(nodes: Nodes, message_id: str, data: bytes) -> bytes:
+    """Through the provincial axis and the national one, as the outbox workers would carry it."""
+    low, top = nodes["truc-tinh"], nodes["truc-tw"]
+    accept_envelope(low, data, message_id=message_id, from_node=low.peer("so-tai-chinh"))  # type: ignore[arg-type]
+    routed = transit_bytes(low, message_id)
+    accept_envelope(top, routed, message_id=message_id, from_node=top.peer("truc-tinh"))  # type: ignore[arg-type]
+    return transit_bytes(top, message_id)
+
+
+def test_send_queues_a_signed_envelope_whose_id_is_its_signature(nodes: Nodes) -> None:
+    dept = nodes["so-tai-chinh"]
+    result = send_document(dept, report("201"))
+    data = stored(dept, result.envelope_id)
+    assert envelope_message_id(data) == result.message_id
+    assert count(dept, OutboxRow, envelope_id=result.envelope_id, destination="truc-tinh", state="pending") == 1
+    # the PDF carries the organisation's seal now
+    message = parse_message(data).message
+    assert message.kind == "document"
+    assert b"/ByteRange" in message.attachments[0].data
+
+
+def test_the_route_grows_and_the_signature_still_verifies_at_the_end(nodes: Nodes) -> None:
+    dept, ministry = nodes["so-tai-chinh"], nodes["bo-tai-chinh"]
+    result = send_document(dept, report("202"))
+    final = relay(nodes, result.message_id, stored(dept, result.envelope_id))
+    hops = [h.organ_id for h in parse_message(final).message.trace]
+    assert hops[-2:] == ["000.00.01.H41", "000.00.00.G22"]
+    outcome = receive_envelope(ministry, final, message_id=result.message_id, recipient=MINISTRY.organ_id)
+    assert outcome.indication == "TOTAL_PASSED"
+    assert outcome.answered == "01"
+    again = receive_envelope(ministry, final, message_id=result.message_id, recipient=MINISTRY.organ_id)
+    assert again.duplicate and again.envelope_id == outcome.envelope_id
+    assert count(ministry, EnvelopeRow, message_id=result.message_id, direction="in") == 1
+
+
+def test_axis_refuses_what_it_must_and_stores_nothing(nodes: Nodes) -> None:
+    dept, low = nodes["so-tai-chinh"], nodes["truc-tinh"]
+    result = send_document(dept, report("203"))
+    data = stored(dept, result.envelope_id)
+    before = count(low, EnvelopeRow)
+
+    def refused(payload: bytes, message_id: str, node: str) -> RefusedError:
+        with pytest.raises(RefusedError) as info:
+            accept_envelope(low, payload, message_id=message_id, from_node=low.peer(node))  # type: ignore[arg-type]
+        return info.value
+
+    # From forged: the provincial People's Committee's node sends the department's envelope
+    assert refused(data, result.message_id, "ubnd-tinh").status == 403
+    # tampered: the subject changed after signing
+    tampered = data.replace("Báo cáo tình hình".encode(), "Báo cáo sửa đổi".encode(), 1)
+    assert tampered != data
+    assert refused(tampered, result.message_id, "so-tai-chinh").status == 422
+    # a message id that is not the signature's
+    assert refused(data, "0" * 64, "so-tai-chinh").status == 400
+    assert refused(data, "not-hex", "so-tai-chinh").status == 400
+    # not an envelope at all
+    assert refused(b"<edXML/>", "a" * 64, "so-tai-chinh").status == 400
+    assert count(low, EnvelopeRow) == before
+
+
+def test_unknown_recipient_is_refused_at_the_top(nodes: Nodes) -> None:
+    from schemas import Organization
+
+    dept, top = nodes["so-tai-chinh"], nodes["truc-tw"]
+    nowhere = Organization(organ_id="000.00.00.G99", organ_name="Không tồn tại")
+    result = send_document(dept, report("204", to=(nowhere,)))
+    low = nodes["truc-tinh"]
+    data = stored(dept, result.envelope_id)
+    # the provincial axis does not know it: up it goes
+    accept_envelope(low, data, message_id=result.message_id, from_node=low.peer("so-tai-chinh"))  # type: ignore[arg-type]
+    with pytest.raises(RefusedError) as info:
+        accept_envelope(
+            top, transit_bytes(low, result.message_id), message_id=result.message_id, from_node=top.peer("truc-tinh")
+        )  # type: ignore[arg-type]
+    assert info.value.status == 422
+    assert "000.00.00.G99" in info.value.detail
+
+
+def test_a_route_through_this_axis_already_is_a_loop(nodes: Nodes) -> None:
+    dept, top = nodes["so-tai-chinh"], nodes["truc-tw"]
+    result = send_document(dept, report("205"))
+    data = stored(dept, result.envelope_id)
+    from datetime import datetime
+
+    from schemas import VIETNAM_TIME
+
+    looped = append_trace_header(data, TraceHeader(organ_id="000.00.00.G22", timestamp=datetime.now(VIETNAM_TIME)))
+    with pytest.raises(RefusedError) as info:
+        accept_envelope(top, looped, message_id=result.message_id, from_node=top.peer("truc-tinh"))  # type: ignore[arg-type]
+    assert info.value.status == 508
+
+
+def test_fan_out_one_delivery_per_recipient_local_and_upstream(nodes: Nodes) -> None:
+    dept, low, top = nodes["so-tai-chinh"], nodes["truc-tinh"], nodes["truc-tw"]
+    result = send_document(dept, report("206", to=(MINISTRY, HOME_AFFAIRS, PROVINCE)))
+    accept_envelope(
+        low, stored(dept, result.envelope_id), message_id=result.message_id, from_node=low.peer("so-tai-chinh")
+    )  # type: ignore[arg-type]
+    assert count(low, DeliveryRow, message_id=result.message_id, recipient=PROVINCE.organ_id, node_id="ubnd-tinh") == 1
+    with low.session() as s:
+        forwarded = s.scalars(
+            select(OutboxRow)
+            .join(EnvelopeRow, EnvelopeRow.id == OutboxRow.envelope_id)
+            .where(EnvelopeRow.message_id == result.message_id)
+        ).all()
+    assert [o.destination for o in forwarded] == ["truc-tw"]  # once, for both ministries
+    accept_envelope(
+        top, transit_bytes(low, result.message_id), message_id=result.message_id, from_node=top.peer("truc-tinh")
+    )  # type: ignore[arg-type]
+    assert count(top, DeliveryRow, message_id=result.message_id) == 2
+
+
+def test_a_failed_pdf_signature_is_answered_02_with_the_reason(nodes: Nodes) -> None:
+    from signing.devpki import DevPki
+    from signing.pdf import PdfSigningKey, PdfSignOptions, SignatureRole, sign_pdf
+
+    dept, ministry = nodes["so-tai-chinh"], nodes["bo-tai-chinh"]
+    pki = DevPki.load(nodes.network.directory / "pki")
+    message = report("207")
+    untrusted = PdfSigningKey(pki.signing_key(pki.untrusted_signer.label))
+    pdf = sign_pdf(message.attachments[0].data, untrusted, PdfSignOptions(role=SignatureRole.SIGNER))
+    message = message.model_copy(update={"attachments": (message.attachments[0].model_copy(update={"data": pdf}),)})
+    result = send_document(dept, message)
+    final = relay(nodes, result.message_id, stored(dept, result.envelope_id))
+    outcome = receive_envelope(ministry, final, message_id=result.message_id, recipient=MINISTRY.organ_id)
+    assert outcome.answered == "02"
+    assert outcome.indication != "TOTAL_PASSED"
+    with ministry.session() as s:
+        answer = s.scalars(select(StatusRow).where(StatusRow.document_id == result.document_id)).one()
+    assert answer.status_code == "02"
+    assert answer.description  # the reason travels with the refusal
+
+
+def test_statuses_are_recorded_on_both_sides_and_recall_follows_the_route(nodes: Nodes) -> None:
+    dept, ministry = nodes["so-tai-chinh"], nodes["bo-tai-chinh"]
+    low, top = nodes["truc-tinh"], nodes["truc-tw"]
+    result = send_document(dept, report("208"))
+    final = relay(nodes, result.message_id, stored(dept, result.envelope_id))
+    receive_envelope(ministry, final, message_id=result.message_id, recipient=MINISTRY.organ_id)
+
+    done = send_status(ministry, document_id=result.document_id, reporter=MINISTRY.organ_id, code=StatusCode.DONE)
+    assert done.recipients == (SENDER.organ_id,)
+    # the status goes up the ministry's axis and down the provincial one, to the department
+    status_bytes = stored(ministry, done.envelope_id)
+    accept_envelope(top, status_bytes, message_id=done.message_id, from_node=top.peer("bo-tai-chinh"))  # type: ignore[arg-type]
+    assert count(top, OutboxRow) >= 0
+    assert count(top, DeliveryRow, message_id=done.message_id, node_id="truc-tinh") == 1
+    accept_envelope(low, transit_bytes(top, done.message_id), message_id=done.message_id, from_node=low.upstream)  # type: ignore[arg-type]
+    assert count(low, DeliveryRow, message_id=done.message_id, node_id="so-tai-chinh") == 1
+    outcome = receive_envelope(
+        dept, transit_bytes(low, done.message_id), message_id=done.message_id, recipient=SENDER.organ_id
+    )
+    assert outcome.kind == "status" and outcome.answered is None  # statuses are not answered
+    assert count(dept, StatusRow, document_id=result.document_id, status_code="06", direction="in") == 1
+
+    recall = send_status(
+        dept, document_id=result.document_id, reporter=SENDER.organ_id, code=StatusCode.RECALL_REQUESTED
+    )
+    assert recall.recipients == (MINISTRY.organ_id,)
+    accept_envelope(
+        low, stored(dept, recall.envelope_id), message_id=recall.message_id, from_node=low.peer("so-tai-chinh")
+    )  # type: ignore[arg-type]
+    accept_envelope(
+        top, transit_bytes(low, recall.message_id), message_id=recall.message_id, from_node=top.peer("truc-tinh")
+    )  # type: ignore[arg-type]
+    assert (
+        count(top, DeliveryRow, message_id=recall.message_id, node_id="bo-tai-chinh", recipient=MINISTRY.organ_id) == 1
+    )
+
+
+def test_a_status_about_a_document_never_received_is_refused(nodes: Nodes) -> None:
+    from node.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="has received no document"):
+        send_status(
+            nodes["bo-tai-chinh"],
+            document_id="000.01.41.H41,2026/11/16,999/BC-STC",
+            reporter=MINISTRY.organ_id,
+            code=StatusCode.REGISTERED,
+        )
+
+
+def test_message_ids_are_64_hex(nodes: Nodes) -> None:
+    result = send_document(nodes["so-tai-chinh"], report("209"))
+    assert re.fullmatch(r"[0-9a-f]{64}", result.message_id)
+    # an unsigned build has no id
+    from signing.errors import SignError
+
+    with pytest.raises(SignError):
+        envelope_message_id(build_message(report("210")))
+    assert sign_envelope  # imported for the reader: the id is over what sign_envelope wrote

@@ -1,0 +1,156 @@
+"""End to end: real node processes over HTTP on loopback — sends, federation, every status, recall, updates.
+
+The network (two axes, four agency nodes) is started once for the module; each test uses its own
+document numbers so tests do not see each other's messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node.samples import MINISTRY, SENDER
+from schemas import Business, BusinessDocType, BusinessDocumentInfo, ReplacementInfo, UpdateReceiver
+from tests.node.exchange_network import HOME_AFFAIRS, PROVINCE, Exchange, report, start_exchange, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
+    from signing.devpki import serve_dev_pki
+
+    directory: Path = tmp_path_factory.mktemp("exchange")
+    with serve_dev_pki(directory / "pki", port=0) as responders:
+        yield from start_exchange(directory, responders.url)
+
+
+def codes(history: list[dict[str, object]]) -> set[object]:
+    return {h["code"] for h in history}
+
+
+def test_a_report_crosses_two_axes_is_verified_stored_once_and_answered_01(exchange: Exchange) -> None:
+    dept, ministry = exchange.clerk("so-tai-chinh"), exchange.clerk("bo-tai-chinh")
+    sent = dept.send(report("101"))
+    doc = sent["document_id"]
+    assert sent["recipients"] == [MINISTRY.organ_id]
+
+    got = wait_until("the ministry receives it", lambda: ministry.received(doc))
+    assert len(got) == 1
+    assert got[0]["verified"] == "TOTAL_PASSED"
+    assert got[0]["message_id"] == sent["message_id"]
+    detail = ministry.message(sent["message_id"])["copies"][0]
+    assert detail["report"]["signatures"][0]["indication"] == "TOTAL_PASSED"
+    # the PDF's seal was added by the sending node and verified by the recipient
+    assert any(s["id"].startswith("attachment:") for s in detail["report"]["signatures"])
+
+    history = wait_until("01 at the sender", lambda: (h := dept.statuses(doc)) and "01" in codes(h) and h)
+    assert [h["reporter"] for h in history] == [MINISTRY.organ_id]
+    # the route: both axes appended their hop; the recipient holds the bytes with the trace
+    raw = ministry.http.get(f"/api/v1/messages/{sent['message_id']}/raw").content
+    assert raw.count(b"TraceHeader>") >= 2 * 3  # sender's own hop + two axes, open and close tags
+    assert b"000.00.00.G22" in raw and b"000.00.01.H41" in raw
+
+
+def test_multi_recipient_send_reaches_each_recipient_once(exchange: Exchange) -> None:
+    dept = exchange.clerk("so-tai-chinh")
+    sent = dept.send(report("102", to=(MINISTRY, HOME_AFFAIRS, PROVINCE)))
+    doc = sent["document_id"]
+    for node in ("bo-tai-chinh", "bo-noi-vu", "ubnd-tinh"):
+        got = wait_until(f"{node} receives it", lambda n=node: exchange.clerk(n).received(doc))
+        assert len(got) == 1, node
+        assert got[0]["verified"] == "TOTAL_PASSED"
+    history = wait_until("three 01s", lambda: (h := dept.statuses(doc)) and len(h) >= 3 and h)
+    assert sorted(h["reporter"] for h in history) == sorted(
+        [MINISTRY.organ_id, HOME_AFFAIRS.organ_id, PROVINCE.organ_id]
+    )
+    assert codes(history) == {"01"}
+
+
+def test_every_status_travels_back_signed(exchange: Exchange) -> None:
+    dept, ministry = exchange.clerk("so-tai-chinh"), exchange.clerk("bo-tai-chinh")
+    doc = dept.send(report("103"))["document_id"]
+    wait_until("received", lambda: ministry.received(doc))
+    for code in (3, 4, 5, 6):
+        r = ministry.answer(doc, MINISTRY.organ_id, code, f"bước {code}")
+        assert r.status_code == 202, r.text
+    history = wait_until(
+        "01, 03–06 at the sender",
+        lambda: (h := dept.statuses(doc)) and codes(h) >= {"01", "03", "04", "05", "06"} and h,
+    )
+    assert [h["code"] for h in history if h["code"] != "01"] == ["03", "04", "05", "06"]
+    assert {h["description"] for h in history} >= {"bước 3", "bước 6"}
+    # 01/02 are the node's own, not a clerk's
+    assert ministry.answer(doc, MINISTRY.organ_id, 1).status_code == 422
+    assert ministry.answer(doc, MINISTRY.organ_id, 7).status_code == 422
+
+
+def test_recall_is_answered_15_or_16(exchange: Exchange) -> None:
+    dept, ministry, home = exchange.clerk("so-tai-chinh"), exchange.clerk("bo-tai-chinh"), exchange.clerk("bo-noi-vu")
+    doc = dept.send(report("104", to=(MINISTRY, HOME_AFFAIRS)))["document_id"]
+    wait_until("received twice", lambda: ministry.received(doc) and home.received(doc))
+    r = dept.answer(doc, SENDER.organ_id, 13, "Gửi nhầm số liệu")
+    assert r.status_code == 202, r.text
+    assert sorted(r.json()["recipients"]) == sorted([MINISTRY.organ_id, HOME_AFFAIRS.organ_id])
+    for clerk in (ministry, home):
+        wait_until("the recall arrives", lambda c=clerk: "13" in codes(c.statuses(doc)))
+    assert ministry.answer(doc, MINISTRY.organ_id, 15, "Đồng ý").status_code == 202
+    assert home.answer(doc, HOME_AFFAIRS.organ_id, 16, "Đã xử lý xong").status_code == 202
+    history = wait_until(
+        "15 and 16 at the sender", lambda: (h := dept.statuses(doc)) and codes(h) >= {"15", "16"} and h
+    )
+    answers = {h["reporter"]: h["code"] for h in history if h["code"] in ("15", "16")}
+    assert answers == {MINISTRY.organ_id: "15", HOME_AFFAIRS.organ_id: "16"}
+    # a node may only recall what it sent
+    assert ministry.answer(doc, MINISTRY.organ_id, 13).status_code == 422
+
+
+def test_update_and_replacement_link_to_the_original(exchange: Exchange) -> None:
+    dept, ministry = exchange.clerk("so-tai-chinh"), exchange.clerk("bo-tai-chinh")
+    original = dept.send(report("105"))["document_id"]
+    wait_until("original received", lambda: ministry.received(original))
+
+    update = report("106")
+    update = update.model_copy(
+        update={
+            "business": Business(
+                document_id=original,
+                doc_type=BusinessDocType.UPDATE,
+                reason="Bổ sung số liệu",
+                document_info=BusinessDocumentInfo(
+                    document_info_changed=True,
+                    receivers=(UpdateReceiver(organ_id=MINISTRY.organ_id, receiver_type=1),),
+                ),
+            )
+        }
+    )
+    replacement = report("107")
+    replacement = replacement.model_copy(
+        update={
+            "business": Business(
+                document_id=replacement.header.document_id,
+                doc_type=BusinessDocType.REPLACEMENT,
+                reason="Thay thế báo cáo",
+                replacements=(ReplacementInfo(document_id=original, organ_ids=(MINISTRY.organ_id,)),),
+            )
+        }
+    )
+    for message, kind in ((update, 2), (replacement, 3)):
+        doc = dept.send(message)["document_id"]
+        got = wait_until("received", lambda d=doc: ministry.received(d))
+        assert got[0]["business_type"] == kind
+        assert got[0]["links_to"] == original
+        assert got[0]["verified"] == "TOTAL_PASSED"
+
+
+def test_same_idempotency_key_sends_once(exchange: Exchange) -> None:
+    dept, ministry = exchange.clerk("so-tai-chinh"), exchange.clerk("bo-tai-chinh")
+    first = dept.send(report("108"), key="retry-108")
+    second = dept.send(report("108"), key="retry-108")
+    assert second["duplicate"] is True
+    assert second["message_id"] == first["message_id"]
+    wait_until("received", lambda: ministry.received(first["document_id"]))
+    wait_until("01 back", lambda: "01" in codes(dept.statuses(first["document_id"])))
+    assert len(ministry.received(first["document_id"])) == 1
