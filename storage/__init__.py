@@ -1,21 +1,41 @@
 """Database, object store and archive index. ``storage`` knows bytes and rows, not edXML semantics."""
 
 # Object store (write-once, content-addressed).
+# Audit log (nhật ký kiểm toán): RFC 9162 Merkle tree, C2SP checkpoints and witness cosignatures.
+from storage.auditlog import AuditEntry, AuditLog, LogVerification, StoredCheckpoint, verify_log
+from storage.canonical import canonical_json, event_leaf
+from storage.checkpoint import Checkpoint, NoteSigner, NoteVerifier, generate_log_key, generate_witness_key
 from storage.errors import (
+    AuditLogError,
+    CanonicalJSONError,
+    CheckpointError,
     InvalidObjectKeyError,
+    MerkleProofError,
     ObjectCorruptError,
     ObjectExistsError,
     ObjectLockError,
     ObjectNotFoundError,
     ObjectStoreConfigError,
     StorageError,
+    WitnessRefusal,
 )
+from storage.merkle import verify_consistency, verify_inclusion
 from storage.objects import ObjectInfo, ObjectRef, ObjectStore, content_key, open_object_store
 from storage.retention import DEFAULT_RETENTION, RetentionPolicy
 
 __all__ = [
     "DEFAULT_RETENTION",
+    "AuditEntry",
+    "AuditLog",
+    "AuditLogError",
+    "CanonicalJSONError",
+    "Checkpoint",
+    "CheckpointError",
     "InvalidObjectKeyError",
+    "LogVerification",
+    "MerkleProofError",
+    "NoteSigner",
+    "NoteVerifier",
     "ObjectCorruptError",
     "ObjectExistsError",
     "ObjectInfo",
@@ -26,6 +46,15 @@ __all__ = [
     "ObjectStoreConfigError",
     "RetentionPolicy",
     "StorageError",
+    "StoredCheckpoint",
+    "WitnessRefusal",
+    "canonical_json",
     "content_key",
+    "event_leaf",
+    "generate_log_key",
+    "generate_witness_key",
     "open_object_store",
+    "verify_consistency",
+    "verify_inclusion",
+    "verify_log",
 ]
