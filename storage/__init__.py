@@ -22,6 +22,7 @@ from storage.errors import (
 from storage.merkle import verify_consistency, verify_inclusion
 from storage.objects import ObjectInfo, ObjectRef, ObjectStore, content_key, open_object_store
 from storage.retention import DEFAULT_RETENTION, RetentionPolicy
+from storage.witness import Witness
 
 __all__ = [
     "DEFAULT_RETENTION",
@@ -47,6 +48,7 @@ __all__ = [
     "RetentionPolicy",
     "StorageError",
     "StoredCheckpoint",
+    "Witness",
     "WitnessRefusal",
     "canonical_json",
     "content_key",
