@@ -1,1 +1,51 @@
 """Clients of outside systems: another axis, the national VDXP axis API, timestamp authorities, remote signing."""
+
+from adapters.errors import (
+    AdaptersError,
+    ContentDigestMismatchError,
+    DeliveryError,
+    HttpSignatureError,
+    MalformedSignatureError,
+    PermanentDeliveryError,
+    ReplayedRequestError,
+    ResponseSignatureError,
+    RetryableDeliveryError,
+    SignatureExpiredError,
+    SignatureInvalidError,
+    SignatureMissingError,
+)
+from adapters.httpsig import (
+    NodeKey,
+    NodeSigningAuth,
+    VerifiedRequest,
+    VerifiedResponse,
+    load_public_key,
+    sign_request,
+    sign_response,
+    verify_request,
+    verify_response,
+)
+
+__all__ = [
+    "AdaptersError",
+    "ContentDigestMismatchError",
+    "DeliveryError",
+    "HttpSignatureError",
+    "MalformedSignatureError",
+    "NodeKey",
+    "NodeSigningAuth",
+    "PermanentDeliveryError",
+    "ReplayedRequestError",
+    "ResponseSignatureError",
+    "RetryableDeliveryError",
+    "SignatureExpiredError",
+    "SignatureInvalidError",
+    "SignatureMissingError",
+    "VerifiedRequest",
+    "VerifiedResponse",
+    "load_public_key",
+    "sign_request",
+    "sign_response",
+    "verify_request",
+    "verify_response",
+]

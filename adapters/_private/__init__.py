@@ -1,0 +1,1 @@
+"""Internals of ``adapters``; nothing here is public API."""
