@@ -45,3 +45,37 @@ def test_edxml_benchmark_prints_one_json_object_last() -> None:
     for key in ("python", "lxml"):
         assert isinstance(result[key], str), key
         assert result[key], key
+
+
+AUDIT_NUMBERS = (
+    "append_events_per_s",
+    "append_single_events_per_s",
+    "inclusion_proof_us",
+    "consistency_proof_us",
+    "raw_sha256_per_s",
+    "append_vs_raw_sha256",
+    "inclusion_proof_in_sha256",
+)
+
+
+def test_audit_benchmark_prints_one_json_object_last() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "audit.py"), "--entries", "5000", "--seconds", "0.05"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) > 1, "human-readable lines come before the JSON"
+    result = json.loads(lines[-1])
+    for key in AUDIT_NUMBERS:
+        value = result[key]
+        assert isinstance(value, int | float), key
+        assert not isinstance(value, bool), key
+        assert math.isfinite(value), (key, value)
+        assert value > 0, (key, value)
+    assert result["entries"] == 5000
+    assert 250 <= result["event_bytes"] <= 350
