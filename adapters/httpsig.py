@@ -92,6 +92,9 @@ ALGORITHM = "ed25519"
 REQUEST_COMPONENTS = ("@method", "@path", "@query", "content-digest")
 RESPONSE_COMPONENTS = ("@status", "content-digest")
 REQUEST_BINDING = f'"signature";key="{LABEL}";req'
+# Fields signed whenever a message carries them, and then required to be signed: the message id names what
+# a body is, so it must not be changeable in transit independently of the body.
+SIGNED_IF_PRESENT = ("lienthong-message-id",)
 SIGNATURE_LIFETIME = 60  # seconds from created to expires
 MAX_SKEW = 300  # seconds of clock difference tolerated between nodes
 
@@ -202,16 +205,29 @@ def _now(now: datetime | None) -> datetime:
     return now
 
 
-def _new_headers(headers: HeaderInput | None, body: bytes) -> tuple[Headers, bool]:
-    """Only Content-Digest matters to the signature; keep an existing one (checked against the body)."""
-    digest = joined_field(header_pairs(headers), "content-digest") if headers is not None else None
+def _new_headers(headers: HeaderInput | None, body: bytes) -> tuple[Headers, bool, tuple[str, ...]]:
+    """The fields the signature covers: an existing Content-Digest (checked against the body), SIGNED_IF_PRESENT."""
+    pairs = header_pairs(headers) if headers is not None else []
+    view = Headers()
+    extra: list[str] = []
+    for name in SIGNED_IF_PRESENT:
+        value = joined_field(pairs, name)
+        if value is not None:
+            view.lines.append((name, value))
+            extra.append(name)
+    digest = joined_field(pairs, "content-digest")
     if digest is None:
-        return Headers(), False
+        return view, False, tuple(extra)
     try:
         ContentDigest.verify(digest, body)
     except HTTPMessageSignaturesException as e:
         raise ValueError(f"the Content-Digest already set does not match the body: {e}") from None
-    return Headers([("Content-Digest", digest)]), True
+    view.lines.append(("Content-Digest", digest))
+    return view, True, tuple(extra)
+
+
+def _present(pairs: list[tuple[str, str]]) -> tuple[tuple[str, frozenset[tuple[str, Any]]], ...]:
+    return tuple((name, _NO_PARAMS) for name in SIGNED_IF_PRESENT if joined_field(pairs, name) is not None)
 
 
 def _added(view_headers: Headers) -> dict[str, str]:
@@ -244,10 +260,12 @@ def sign_request(
 ) -> dict[str, str]:
     """The headers to add to a request so that it is signed by ``key``: Content-Digest, Signature-Input, Signature.
 
-    ``url`` is the absolute (or path-only) URL as it will be sent, already percent-encoded.
+    ``url`` is the absolute (or path-only) URL as it will be sent, already percent-encoded. ``headers`` are
+    the request's other headers: a Lienthong-Message-Id among them is covered too, and an existing
+    Content-Digest is kept (it must match ``body``).
     """
     created = _now(now)
-    view_headers, existing = _new_headers(headers, body)
+    view_headers, existing, extra = _new_headers(headers, body)
     view = RequestView(method.upper(), absolute_url(url), view_headers)
     _signer(key).sign(
         view,
@@ -256,7 +274,7 @@ def sign_request(
         expires=created + timedelta(seconds=SIGNATURE_LIFETIME),
         nonce=nonce or secrets.token_urlsafe(16),
         label=LABEL,
-        covered_component_ids=REQUEST_COMPONENTS,
+        covered_component_ids=(*REQUEST_COMPONENTS, *extra),
         body=body,
         use_existing_digest=existing,
     )
@@ -329,7 +347,7 @@ def verify_request(
     params = parsed.params
     keyid = required_str(params, "keyid", max_len=128)
     _check_alg(params)
-    _check_coverage(parsed, _REQUIRED_REQUEST)
+    _check_coverage(parsed, (*_REQUIRED_REQUEST, *_present(pairs)))
     created, expires = _check_times(params, moment, max_skew, SignatureExpiredError)
     nonce = required_str(params, "nonce", max_len=128)
     if not _NONCE.match(nonce):
@@ -399,10 +417,10 @@ def sign_response(
     An answer to a request without a (parseable) signature is signed without that binding.
     """
     created = _now(now)
-    view_headers, existing = _new_headers(headers, body)
+    view_headers, existing, extra = _new_headers(headers, body)
     req_headers, bound = _request_signature_present(request_headers)
     view = ResponseView(int(status), view_headers, RequestView(PLACEHOLDER_METHOD, PLACEHOLDER_URL, req_headers))
-    components = (*RESPONSE_COMPONENTS, REQUEST_BINDING) if bound else RESPONSE_COMPONENTS
+    components = (*RESPONSE_COMPONENTS, *extra, *((REQUEST_BINDING,) if bound else ()))
     _signer(key).sign(
         view,
         key_id=key.node_id,
@@ -439,7 +457,7 @@ def verify_response(
         keyid = required_str(params, "keyid", max_len=128)
         _check_alg(params)
         req_headers, bound = _request_signature_present(request_headers)
-        required = (*_REQUIRED_RESPONSE, _BINDING) if bound else _REQUIRED_RESPONSE
+        required = (*_REQUIRED_RESPONSE, *_present(pairs), *((_BINDING,) if bound else ()))
         _check_coverage(parsed, required)
         created, _ = _check_times(params, moment, max_skew, SignatureExpiredError)
         if joined_field(pairs, "content-digest") is None:
@@ -473,5 +491,8 @@ class NodeSigningAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         for name in ("Signature-Input", "Signature", "Content-Digest"):
             request.headers.pop(name, None)
-        request.headers.update(sign_request(request.method, str(request.url), None, request.content, self.key))
+        signature = sign_request(
+            request.method, str(request.url), request.headers.multi_items(), request.content, self.key
+        )
+        request.headers.update(signature)
         yield request

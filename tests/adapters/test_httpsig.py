@@ -33,6 +33,7 @@ from adapters.httpsig import (
     NodeSigningAuth,
     VerifiedRequest,
     load_public_key,
+    sign_request,
     sign_response,
     verify_request,
     verify_response,
@@ -421,3 +422,39 @@ def test_httpx_auth_signs_every_request(key: NodeKey) -> None:
         client.get("http://axis/api/v1/exchange/inbox", params={"limit": 50})
     assert [v.keyid for v in seen] == [key.node_id, key.node_id]
     assert seen[0].nonce != seen[1].nonce
+
+
+# -- the message id header ---------------------------------------------------------------------------------
+
+MID = "ab" * 32
+
+
+def test_message_id_header_is_signed_when_present(key: NodeKey, nonces: NonceStore) -> None:
+    headers = {"Lienthong-Message-Id": MID}
+    headers.update(sign_request("POST", URL, headers, BODY, key, now=NOW))
+    assert '"lienthong-message-id"' in headers["Signature-Input"]
+    check(key, nonces, headers)
+    refused(SignatureInvalidError, 401, key, nonces, dict(headers, **{"Lienthong-Message-Id": "cd" * 32}))
+
+
+def test_message_id_header_not_signed_is_refused(key: NodeKey, nonces: NonceStore) -> None:
+    headers = dict(signed(key), **{"Lienthong-Message-Id": MID})  # added after signing
+    e = refused(SignatureInvalidError, 401, key, nonces, headers)
+    assert "lienthong-message-id" in e.reason
+
+
+def test_response_message_id_is_signed(key: NodeKey) -> None:
+    axis = NodeKey.generate("truc-tinh")
+    request_headers = signed(key, method="GET", body=b"")
+    headers = {"Content-Type": "application/xml", "Lienthong-Message-Id": MID}
+    headers.update(sign_response(200, headers, BODY, axis, request_headers=request_headers, now=NOW))
+    verify_response(200, headers, BODY, public_key=axis.public_key, request_headers=request_headers, now=NOW)
+    with pytest.raises(ResponseSignatureError):
+        verify_response(
+            200,
+            dict(headers, **{"Lienthong-Message-Id": "cd" * 32}),
+            BODY,
+            public_key=axis.public_key,
+            request_headers=request_headers,
+            now=NOW,
+        )
