@@ -1,5 +1,6 @@
 """Clients of outside systems: another axis, the national VDXP axis API, timestamp authorities, remote signing."""
 
+from adapters.axis_client import AxisClient, FetchedEnvelope, InboxItem, SendReceipt
 from adapters.errors import (
     AdaptersError,
     ContentDigestMismatchError,
@@ -28,9 +29,12 @@ from adapters.httpsig import (
 
 __all__ = [
     "AdaptersError",
+    "AxisClient",
     "ContentDigestMismatchError",
     "DeliveryError",
+    "FetchedEnvelope",
     "HttpSignatureError",
+    "InboxItem",
     "MalformedSignatureError",
     "NodeKey",
     "NodeSigningAuth",
@@ -38,6 +42,7 @@ __all__ = [
     "ReplayedRequestError",
     "ResponseSignatureError",
     "RetryableDeliveryError",
+    "SendReceipt",
     "SignatureExpiredError",
     "SignatureInvalidError",
     "SignatureMissingError",

@@ -1,0 +1,288 @@
+"""The client side of the node ↔ axis protocol v1 (docs/protocol.md), over httpx, synchronous.
+
+Every request is signed with the node's key (adapters.httpsig); every successful answer must be signed by
+the configured axis key and bound to the request, or the call fails with ResponseSignatureError. Error
+answers are classified by whether a retry can help; retrying (exponential backoff with jitter, a maximum
+age) is the caller's job, and always safe: every call is idempotent.
+
+The same client pushes to an agency node (the axis → agency direction): ``send_envelope`` against its URL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from hashlib import sha256
+from types import TracebackType
+from typing import Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adapters._private.http_errors import error_for
+from adapters.errors import PermanentDeliveryError, ResponseSignatureError, RetryableDeliveryError
+from adapters.httpsig import NodeKey, NodeSigningAuth, PublicKeyInput, load_public_key, verify_response
+
+__all__ = ["AxisClient", "FetchedEnvelope", "InboxItem", "SendReceipt"]
+
+EXCHANGE = "/api/v1/exchange"
+MESSAGE_ID = re.compile(r"^[0-9a-f]{64}$")
+# Delivery ids go into the URL path: only unreserved characters, so nothing can change which path is signed
+# and called ("..", "/", "?", "%" are refused).
+DELIVERY_ID = re.compile(r"^[A-Za-z0-9._~-]{1,200}$")
+_HEX64 = r"^[0-9a-f]{64}$"
+_KNOWN_SHA256 = 10_000  # listing entries remembered to check fetched bytes against
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class SendReceipt(BaseModel):
+    """The axis has the envelope: ``accepted`` now, or ``duplicate`` (it had it already; nothing was redone)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    message_id: str = Field(pattern=_HEX64)
+    status: Literal["accepted", "duplicate"]
+    recipients: tuple[str, ...] = ()
+
+
+class InboxItem(BaseModel):
+    """One envelope waiting for an organisation this node serves."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    delivery_id: str = Field(pattern=DELIVERY_ID.pattern)
+    message_id: str = Field(pattern=_HEX64)
+    sender: str = Field(min_length=1, max_length=64)
+    recipient: str = Field(min_length=1, max_length=64)
+    kind: Literal["document", "status"]
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=_HEX64)
+    received_at: datetime
+
+
+class _Inbox(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    items: list[InboxItem]
+
+
+@dataclass(frozen=True)
+class FetchedEnvelope:
+    """The exact bytes of a delivery, checked against the signed digest and the listing's sha256."""
+
+    data: bytes
+    message_id: str
+    delivery_id: str
+
+
+class AxisClient:
+    """A signed, verifying client of one axis (or of an agency node, for pushes).
+
+    ``axis_public_key`` is the other node's Ed25519 public key (raw 32 bytes, PEM, or a key object).
+    ``require_signed_errors``: error answers from the exchange API are expected to be signed too; when they
+    are not (a proxy's 502, or a server that signs only successes) they are trusted for classification
+    unless this is set, in which case an unsigned error answer raises ResponseSignatureError.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        node_key: NodeKey,
+        axis_public_key: PublicKeyInput,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        require_signed_errors: bool = False,
+        max_response_bytes: int = 256 * 1024 * 1024,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.node_key = node_key
+        self.axis_public_key = load_public_key(axis_public_key)
+        self.require_signed_errors = require_signed_errors
+        self.max_response_bytes = max_response_bytes
+        self._known: OrderedDict[str, InboxItem] = OrderedDict()
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            auth=NodeSigningAuth(node_key),
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,  # a redirect would need a new signature for another path; refuse instead
+            # identity: the signed Content-Digest is over the bytes as sent; no content-coding in between.
+            headers={"User-Agent": "lienthong-axis-client/1", "Accept-Encoding": "identity"},
+        )
+
+    # -- the protocol ----------------------------------------------------------------------------------
+
+    def send_envelope(self, data: bytes, message_id: str) -> SendReceipt:
+        """Hand a signed envelope to the axis (or push it to an agency node). Idempotent by ``message_id``."""
+        if not MESSAGE_ID.match(message_id):
+            raise ValueError("message_id must be 64 lowercase hex digits")
+        status, body, _ = self._call(
+            "POST",
+            f"{EXCHANGE}/envelopes",
+            what=f"sending {message_id[:16]}",
+            content=data,
+            headers={"Content-Type": "application/xml", "Lienthong-Message-Id": message_id},
+            expect=(200, 202),
+        )
+        receipt = self._model(SendReceipt, body, "the receipt")
+        if receipt.message_id != message_id:
+            raise RetryableDeliveryError(
+                f"the receipt names message {receipt.message_id[:16]}, not {message_id[:16]}", status=status
+            )
+        return receipt
+
+    def inbox(self, limit: int = 50, *, wait: float = 0.0) -> list[InboxItem]:
+        """What waits for this node's organisations, oldest first; ``wait`` > 0 long-polls up to that many seconds."""
+        if not 1 <= limit <= 500:
+            raise ValueError("limit must be 1..500")
+        params: dict[str, str | int | float] = {"limit": limit}
+        if wait > 0:
+            params["wait"] = wait
+        _, body, _ = self._call("GET", f"{EXCHANGE}/inbox", what="listing the inbox", params=params, expect=(200,))
+        items = self._model(_Inbox, body, "the inbox").items
+        for item in items:
+            self._known[item.delivery_id] = item
+            self._known.move_to_end(item.delivery_id)
+        while len(self._known) > _KNOWN_SHA256:
+            self._known.popitem(last=False)
+        return items
+
+    def fetch(self, delivery_id: str, *, expected: InboxItem | None = None) -> FetchedEnvelope:
+        """The exact bytes of one delivery, checked against the signed Content-Digest and the listing.
+
+        The listing is the one passed as ``expected`` or, by default, the last ``inbox()`` that named
+        ``delivery_id``: its sha256 and message id must match what arrives.
+        """
+        self._check_delivery_id(delivery_id)
+        _, body, headers = self._call(
+            "GET", f"{EXCHANGE}/inbox/{delivery_id}", what=f"fetching {delivery_id}", expect=(200,)
+        )
+        message_id = headers.get("lienthong-message-id", "")
+        if not MESSAGE_ID.match(message_id):
+            raise ResponseSignatureError("the delivery has no valid Lienthong-Message-Id", status=200)
+        listed = expected or self._known.get(delivery_id)
+        if listed is not None:
+            actual = sha256(body).hexdigest()
+            if actual != listed.sha256:
+                raise ResponseSignatureError(
+                    f"delivery {delivery_id}: the bytes hash to {actual[:16]}, the inbox listed {listed.sha256[:16]}"
+                )
+            if message_id != listed.message_id:
+                raise ResponseSignatureError(
+                    f"delivery {delivery_id}: message id {message_id[:16]}, the inbox listed {listed.message_id[:16]}"
+                )
+        return FetchedEnvelope(body, message_id, delivery_id)
+
+    def ack(self, delivery_id: str, outcome: Literal["done", "fail"], reason: str | None = None) -> None:
+        """Tell the axis the delivery is handled (``done``: stored and answered; ``fail``: refused, ``reason``)."""
+        self._check_delivery_id(delivery_id)
+        if outcome not in ("done", "fail"):
+            raise ValueError("outcome must be 'done' or 'fail'")
+        payload = json.dumps({"outcome": outcome, "reason": reason}, ensure_ascii=False).encode()
+        self._call(
+            "POST",
+            f"{EXCHANGE}/inbox/{delivery_id}/ack",
+            what=f"acknowledging {delivery_id}",
+            content=payload,
+            headers={"Content-Type": "application/json"},
+            expect=(200, 204),
+        )
+        self._known.pop(delivery_id, None)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AxisClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AxisClient({self.base_url!r}, as {self.node_key.node_id!r})"
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_delivery_id(delivery_id: str) -> None:
+        if not DELIVERY_ID.match(delivery_id) or delivery_id in (".", ".."):
+            raise ValueError(f"invalid delivery id {delivery_id!r}")
+
+    @staticmethod
+    def _model(model: type[_M], body: bytes, what: str) -> _M:
+        try:
+            return model.model_validate_json(body)
+        except ValidationError as e:
+            # A signed answer we cannot read: the other node runs another protocol version or is broken.
+            # Retrying is safe and an operator will see the error.
+            raise RetryableDeliveryError(f"{what} is not what protocol v1 says: {e.error_count()} errors") from None
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        expect: tuple[int, ...],
+        content: bytes = b"",
+        headers: dict[str, str] | None = None,
+        params: dict[str, str | int | float] | None = None,
+    ) -> tuple[int, bytes, httpx.Headers]:
+        request = self._http.build_request(method, path, content=content, headers=headers, params=params)
+        try:
+            response = self._http.send(request, stream=True)
+            try:
+                body = self._read(response, what)
+            finally:
+                response.close()
+        except httpx.TimeoutException as e:
+            raise RetryableDeliveryError(f"{what}: timed out ({type(e).__name__})") from None
+        except httpx.TransportError as e:
+            raise RetryableDeliveryError(f"{what}: {type(e).__name__}: {e}") from None
+        status = response.status_code
+        signed = "signature" in response.headers or "signature-input" in response.headers
+        if 200 <= status < 300 or signed or self.require_signed_errors:
+            try:
+                verify_response(
+                    status,
+                    response.headers.multi_items(),
+                    body,
+                    public_key=self.axis_public_key,
+                    request_headers=response.request.headers.multi_items(),
+                )
+            except ResponseSignatureError as e:
+                raise ResponseSignatureError(f"{what}: {e.reason}", status=status) from None
+        if status in expect:
+            return status, body, response.headers
+        if 200 <= status < 300:
+            raise RetryableDeliveryError(f"{what}: unexpected HTTP {status}", status=status)
+        raise error_for(status, body, response.headers.get("retry-after"), what=what, signed=signed)
+
+    def _read(self, response: httpx.Response, what: str) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            raise PermanentDeliveryError(
+                f"{what}: the answer is {int(declared):,} bytes, over {self.max_response_bytes:,}",
+                status=response.status_code,
+            )
+        if response.is_stream_consumed:  # transports that hand over a response already read (httpx.MockTransport)
+            body = response.content
+            if len(body) > self.max_response_bytes:
+                raise PermanentDeliveryError(
+                    f"{what}: the answer is over {self.max_response_bytes:,} bytes", status=response.status_code
+                )
+            return body
+        chunks, size = [], 0
+        for chunk in response.iter_raw():
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise PermanentDeliveryError(
+                    f"{what}: the answer is over {self.max_response_bytes:,} bytes", status=response.status_code
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
