@@ -11,6 +11,9 @@ from adapters.errors import PermanentDeliveryError, RetryableDeliveryError
 
 # 408 timeout, 425 too early, 429 too many requests: the same request may succeed later.
 RETRYABLE_4XX = frozenset({408, 425, 429})
+# 501 not implemented, 508 loop detected (the axis saw this envelope pass already): deterministic, retrying
+# the same request can only get the same answer.
+PERMANENT_5XX = frozenset({501, 508})
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -51,6 +54,6 @@ def error_for(
     elif body:
         text = ": " + body[:200].decode("utf-8", "replace")
     message = f"{what}: HTTP {status}{text}"
-    if status >= 500 or status in RETRYABLE_4XX:
+    if (status >= 500 and status not in PERMANENT_5XX) or status in RETRYABLE_4XX:
         return RetryableDeliveryError(message, status=status, retry_after=retry_after_seconds(retry_after))
     return PermanentDeliveryError(message, status=status, problem=problem, signed=signed)

@@ -320,3 +320,10 @@ def test_attack_reading_another_nodes_delivery(axis: Axis) -> None:
         with pytest.raises(PermanentDeliveryError) as info:
             sender.fetch("d1")  # delivered to bo-noi-vu, not to the sender
     assert info.value.status == 404
+
+
+def test_loop_detected_is_permanent() -> None:
+    problem = json.dumps({"type": "urn:lienthong:problem:loop", "title": "Routing loop", "status": 508}).encode()
+    with mock(lambda r: signed_answer(r, 508, problem)) as client, pytest.raises(PermanentDeliveryError) as info:
+        client.send_envelope(ENVELOPE, MID)
+    assert (info.value.status, info.value.problem_type, info.value.signed) == (508, "urn:lienthong:problem:loop", True)
