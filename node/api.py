@@ -5,8 +5,6 @@ signature and sign their answers; the others take an API token with a role. Ever
 problem (``application/problem+json``) naming what is wrong.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import tempfile
@@ -30,6 +28,7 @@ from node.errors import NodeError, NotFoundError, SendError
 from node.events import record_event
 from node.runtime import NodeRuntime, Peer
 from node.tokens import Role, TokenError, authenticate
+from storage.errors import StorageError
 from storage.exchange import DeliveryRow, EnvelopeRow, NonceRow, StatusRow
 
 log = logging.getLogger("lienthong.api")
@@ -105,7 +104,8 @@ class NodeCall:
 
 
 def node_auth(runtime: NodeRuntime) -> Callable[[Request], Awaitable[NodeCall]]:
-    from adapters.httpsig import HttpSignatureError, verify_request
+    from adapters.errors import HttpSignatureError
+    from adapters.httpsig import verify_request
 
     remember = _remember_nonce(runtime)
     limit = runtime.settings.max_envelope_bytes
@@ -116,7 +116,7 @@ def node_auth(runtime: NodeRuntime) -> Callable[[Request], Awaitable[NodeCall]]:
             verified = verify_request(
                 request.method,
                 str(request.url),
-                dict(request.headers),
+                list(request.headers.items()),
                 body,
                 resolve_key=runtime.public_key_of,
                 remember_nonce=remember,
@@ -179,6 +179,11 @@ def token_auth(runtime: NodeRuntime, permission: str) -> Callable[..., tuple[str
 class AckBody(BaseModel):
     outcome: str = Field(pattern="^(done|fail)$")
     reason: str | None = Field(default=None, max_length=2000)
+
+
+class WitnessBody(BaseModel):
+    checkpoint: str = Field(max_length=10_000, description="the node's checkpoint, a C2SP signed note")
+    proof: list[str] = Field(default_factory=list, max_length=128, description="consistency proof, base64 hashes")
 
 
 class StatusBody(BaseModel):
@@ -419,6 +424,113 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             "recipients": list(result.recipients),
         }
 
+    # -- audit -----------------------------------------------------------------------------------------
+    @app.get("/api/v1/audit/checkpoint", tags=["audit"])
+    def latest_checkpoint(
+        _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "audit:read"))],
+    ) -> dict[str, Any]:
+        from node.audit import checkpoint_json, publish_checkpoint
+
+        return checkpoint_json(runtime.audit.latest_checkpoint() or publish_checkpoint(runtime)) | {
+            "log_key": runtime.log_signer.verifier.vkey()
+        }
+
+    @app.post("/api/v1/audit/checkpoints", tags=["audit"])
+    def new_checkpoint(
+        _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "audit:read"))],
+    ) -> dict[str, Any]:
+        from node.audit import checkpoint_json, publish_checkpoint
+
+        return checkpoint_json(publish_checkpoint(runtime)) | {"log_key": runtime.log_signer.verifier.vkey()}
+
+    @app.get("/api/v1/audit/proofs/inclusion", tags=["audit"])
+    def inclusion_proof(
+        index: Annotated[int, Query(ge=0)],
+        _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "audit:read"))],
+        size: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
+        from node.audit import inclusion
+
+        try:
+            return inclusion(runtime, index, size)
+        except (StorageError, ValueError) as e:
+            raise ProblemError(400, "bad-proof-request", str(e)) from None
+
+    @app.get("/api/v1/audit/proofs/consistency", tags=["audit"])
+    def consistency_proof(
+        first: Annotated[int, Query(ge=1, alias="from")],
+        _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "audit:read"))],
+        to: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
+        from node.audit import consistency
+
+        try:
+            return consistency(runtime, first, to)
+        except (StorageError, ValueError) as e:
+            raise ProblemError(400, "bad-proof-request", str(e)) from None
+
+    @app.get("/api/v1/audit/events", tags=["audit"])
+    def audit_events(
+        _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "audit:read"))],
+        event_type: Annotated[list[str] | None, Query(alias="type")] = None,
+        agency: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        notable: bool = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        from node.audit import query_events
+
+        found = query_events(
+            runtime,
+            types=set(event_type or []) or None,
+            agency=agency,
+            since=since,
+            until=until,
+            notable_only=notable,
+            limit=limit,
+        )
+        return {"events": found}
+
+    # -- witnessing: a node's checkpoint cosigned by its axis -----------------------------------------
+    @app.post(f"{EXCHANGE}/witness", tags=["exchange"])
+    async def witness_checkpoint(request: Request, call: Annotated[NodeCall, Depends(auth_node)]) -> Response:
+        import base64
+
+        from storage.errors import WitnessRefusal
+
+        try:
+            body = WitnessBody.model_validate_json(call.body)
+            proof = [base64.b64decode(p, validate=True) for p in body.proof]
+        except ValueError as e:
+            raise ProblemError(400, "malformed", f"the witness request is not valid: {e}") from None
+        vkey = runtime.log_verifier_key(call.peer.node_id)
+        assert vkey is not None
+        try:
+            line = runtime.witness.cosign(body.checkpoint, proof, vkey)
+        except WitnessRefusal as e:
+            record_event(runtime, "witness.refused", node=call.peer.node_id, reason=str(e))
+            raise ProblemError(409, "fork", str(e)) from None
+        record_event(runtime, "witness.cosigned", node=call.peer.node_id, checkpoint=body.checkpoint.splitlines()[1])
+        return signed_json(runtime, request, {"cosignature": line})
+
+    @app.get(f"{EXCHANGE}/checkpoint", tags=["exchange"])
+    async def exchange_checkpoint(
+        request: Request,
+        call: Annotated[NodeCall, Depends(auth_node)],
+        first: Annotated[int | None, Query(ge=1, alias="from")] = None,
+    ) -> Response:
+        import base64
+
+        from node.audit import publish_checkpoint
+
+        latest = publish_checkpoint(runtime)
+        proof: list[str] = []
+        if first is not None and 0 < first <= latest.size:
+            proof = [base64.b64encode(p).decode() for p in runtime.audit.consistency_proof(first, latest.size)]
+        payload = {"checkpoint": latest.note, "proof": proof, "log_key": runtime.log_signer.verifier.vkey()}
+        return signed_json(runtime, request, payload)
+
     @app.get("/api/v1/health", tags=["node"])
     def health() -> dict[str, Any]:
         return {"status": "ok", **runtime.describe()}
@@ -562,23 +674,41 @@ def _recipients_here(runtime: NodeRuntime, data: bytes) -> list[str]:
 
 
 def _install_problem_handlers(app: FastAPI) -> None:
+    def answer(request: Request, response: JSONResponse) -> JSONResponse:
+        # Exchange answers are signed, errors included: a forged 4xx must not dead-letter a message.
+        if request.url.path.startswith(EXCHANGE):
+            from adapters.httpsig import sign_response
+
+            runtime: NodeRuntime = app.state.runtime
+            headers = {"content-type": PROBLEM}
+            response.headers.update(
+                sign_response(
+                    response.status_code,
+                    headers,
+                    bytes(response.body),
+                    runtime.node_key,
+                    request_headers=list(request.headers.items()),
+                )
+            )
+        return response
+
     @app.exception_handler(ProblemError)
-    async def _problem(_request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(exc.status, exc.slug, exc.detail, **exc.extra)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return answer(request, problem_response(exc.status, exc.slug, exc.detail, **exc.extra))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")} for e in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors)
-        return problem_response(422, "invalid-request", detail, errors=errors)
+        return answer(request, problem_response(422, "invalid-request", detail, errors=errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem_response(exc.status_code, slug, str(exc.detail))
+        return answer(request, problem_response(exc.status_code, slug, str(exc.detail)))
 
     @app.exception_handler(NodeError)
-    async def _node(_request: Request, exc: NodeError) -> JSONResponse:
-        return problem_response(422, "refused", str(exc))
+    async def _node(request: Request, exc: NodeError) -> JSONResponse:
+        return answer(request, problem_response(422, "refused", str(exc)))

@@ -144,6 +144,7 @@ class NodeSettings(BaseSettings):
     delivery: DeliveryConfig = DeliveryConfig()
     max_envelope_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_hops: int = Field(default=8, ge=1, le=64)
+    checkpoint_interval: float = Field(default=300.0, gt=0, description="seconds between audit checkpoints")
     config_dir: Path = Path(".")
 
     @classmethod

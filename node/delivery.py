@@ -23,6 +23,7 @@ from storage.exchange import EnvelopeRow, OutboxRow
 
 log = logging.getLogger("lienthong.delivery")
 LEASE = timedelta(seconds=60)
+LONG_POLL = 10.0  # seconds the axis may hold an empty inbox request open: new mail is seen at once
 
 
 def backoff_seconds(attempts: int, initial: float, maximum: float, rng: random.Random | None = None) -> float:
@@ -44,7 +45,7 @@ def client_for(runtime: NodeRuntime, peer: Peer) -> object:
 
     if peer.url is None:
         raise ValueError(f"no URL for node {peer.node_id}")
-    return AxisClient(peer.url, runtime.node_key, peer.public_key, timeout=30.0)
+    return AxisClient(peer.url, runtime.node_key, peer.public_key, timeout=30.0, require_signed_errors=True)
 
 
 def claim_due(runtime: NodeRuntime, limit: int) -> list[int]:
@@ -189,7 +190,7 @@ def inbox_step(runtime: NodeRuntime, clients: dict[str, object]) -> bool:
     client = clients.get(upstream.node_id)
     if client is None:
         client = clients[upstream.node_id] = client_for(runtime, upstream)
-    items = client.inbox(runtime.settings.delivery.batch)  # type: ignore[attr-defined]
+    items = client.inbox(runtime.settings.delivery.batch, wait=LONG_POLL)  # type: ignore[attr-defined]
     for item in items:
         fetched = client.fetch(item.delivery_id)  # type: ignore[attr-defined]
         outcome, reason = handle_incoming(runtime, fetched.data, item.message_id, item.recipient, upstream)
@@ -231,9 +232,26 @@ class Workers:
         self._in_clients: dict[str, object] = {}
         self.outbox = Worker("outbox", lambda: outbox_step(runtime, self._out_clients), interval)
         self.inbox = Worker("inbox", lambda: inbox_step(runtime, self._in_clients), interval)
+        self.witness = Worker("witness", self._witness_step, runtime.settings.checkpoint_interval)
+
+    def _witness_step(self) -> bool:
+        from node.audit import publish_checkpoint
+        from node.witnessing import PeerClient, witness_step
+
+        upstream = self.runtime.upstream
+        if upstream is None or upstream.url is None:
+            publish_checkpoint(self.runtime)
+            return False
+        client = PeerClient(upstream.url, self.runtime.node_key, upstream.public_key, timeout=30.0)
+        try:
+            witness_step(self.runtime, client)
+        finally:
+            client.close()
+        return False
 
     def start(self) -> None:
         self.outbox.start()
+        self.witness.start()
         if self.runtime.upstream is not None:
             self.inbox.start()
 
@@ -242,9 +260,9 @@ class Workers:
         self.outbox.wakeup.set()
 
     def stop(self) -> None:
-        for worker in (self.outbox, self.inbox):
+        for worker in (self.outbox, self.inbox, self.witness):
             worker.stop()
-        for worker in (self.outbox, self.inbox):
+        for worker in (self.outbox, self.inbox, self.witness):
             if worker.is_alive():
                 worker.join(timeout=10)
         for client in [*self._out_clients.values(), *self._in_clients.values()]:

@@ -73,7 +73,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _write_key(path: Path) -> str:
+def write_node_key(path: Path) -> str:
+    """Write a new Ed25519 node key (PKCS#8 PEM, owner-only); return its public key in base64."""
     key = Ed25519PrivateKey.generate()
     path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     path.chmod(0o600)
@@ -107,7 +108,7 @@ def write_network(
     public: dict[str, str] = {}
     for node_id in ports:
         (directory / node_id).mkdir(exist_ok=True)
-        public[node_id] = _write_key(directory / node_id / "node-key.pem")
+        public[node_id] = write_node_key(directory / node_id / "node-key.pem")
 
     registry = [
         {

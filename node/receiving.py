@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from node.errors import NotFoundError
 from node.events import record_event
+from node.routing import REFUSED_QUIRKS
 from node.runtime import NodeRuntime
 from node.sending import describe, queue_in, sign_message, status_message
 from schemas import StatusCode
@@ -64,6 +65,9 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
         return ReceiveOutcome(None, "unknown", indication, reasons=reasons or ("the envelope cannot be read",))
 
     passed = report.exit_code == 0
+    unsafe = [w for w, code in zip(result.warnings, result.warning_codes, strict=True) if code in REFUSED_QUIRKS]
+    if unsafe:
+        passed, reasons = False, (*unsafe, *reasons)
     report_ref = runtime.objects.put(
         report.model_dump_json().encode(), document_class="report", content_type="application/json"
     )

@@ -28,6 +28,8 @@ from signing.errors import SignError
 from storage.exchange import DeliveryRow, EnvelopeRow, OutboxRow, RouteRow
 
 MESSAGE_ID = re.compile(r"^[0-9a-f]{64}$")
+# Quirks a tolerant reader survives but an axis must not pass on: a recipient could act on them.
+REFUSED_QUIRKS = frozenset({"unsafe-attachment-name"})
 
 
 class RefusedError(NodeError):
@@ -59,15 +61,15 @@ def accept_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, from_
 def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer) -> AcceptResult:
     if not MESSAGE_ID.match(message_id):
         raise RefusedError(400, "bad-message-id", "Lienthong-Message-Id must be 64 lowercase hex digits")
-    done = _already_accepted(runtime, message_id)
-    if done is not None:
-        return done
     try:
         actual = envelope_message_id(data)
     except SignError as e:
         raise RefusedError(400, "malformed", str(e)) from None
     if actual != message_id:
         raise RefusedError(400, "bad-message-id", "Lienthong-Message-Id is not the SHA-256 of the signature value")
+    done = _already_accepted(runtime, message_id)
+    if done is not None:
+        return done
     result = verify_envelope(data, runtime.trust, name=f"{message_id[:16]}.edxml")
     message = result.message
     if message is None:
@@ -76,6 +78,9 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
     if result.report.exit_code != 0:
         reasons = "; ".join(r for s in result.report.signatures for r in s.reasons)
         raise RefusedError(422, "bad-signature", f"the sender's signature is not valid: {reasons}")
+    unsafe = [w for w, code in zip(result.warnings, result.warning_codes, strict=True) if code in REFUSED_QUIRKS]
+    if unsafe:
+        raise RefusedError(422, "unsafe-content", "; ".join(unsafe))
     fields = describe(message)
     sender = str(fields["sender"])
     if not from_node.serves(sender):

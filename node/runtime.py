@@ -26,6 +26,9 @@ from storage.db import create_schema, make_engine, session_factory
 
 if TYPE_CHECKING:
     from adapters.httpsig import NodeKey
+    from storage.auditlog import AuditLog
+    from storage.checkpoint import NoteSigner
+    from storage.witness import Witness
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,51 @@ class NodeRuntime:
         if not key_path.is_file():
             raise ConfigError(f"the node key {key_path} does not exist (run `lienthong init`, or set node_key)")
         return NodeKey.load(key_path, self.settings.node_id)
+
+    @functools.cached_property
+    def audit(self) -> AuditLog:
+        """This node's append-only Merkle audit log (nhật ký kiểm toán), in its own database."""
+        from storage.auditlog import AuditLog
+
+        return AuditLog(self.engine)
+
+    def audit_sink(self, event: dict[str, Any]) -> None:
+        self.audit.append(event)
+
+    @property
+    def log_origin(self) -> str:
+        """The origin line of this node's checkpoints (C2SP tlog-checkpoint)."""
+        return f"lienthong/{self.settings.node_id}"
+
+    @functools.cached_property
+    def log_signer(self) -> NoteSigner:
+        """The node key as a C2SP note signer for the log's checkpoints (type 0x01, Ed25519)."""
+        from storage.checkpoint import ED25519, NoteSigner
+
+        return NoteSigner(self.log_origin, ED25519, self.node_key.private_key)
+
+    def log_verifier_key(self, node_id: str) -> str | None:
+        """The verifier key (vkey) of ``node_id``'s log, from the public key it is registered with."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        from storage.checkpoint import ED25519, NoteVerifier
+
+        public = self.public_key_of(node_id)
+        if public is None:
+            return None
+        Ed25519PublicKey.from_public_bytes(public)  # refuses a malformed key before it is used
+        return NoteVerifier(f"lienthong/{node_id}", ED25519, public).vkey()
+
+    @functools.cached_property
+    def witness(self) -> Witness:
+        """This node as a witness of its peers' logs (cosignature/v1 with the node key)."""
+        from storage.checkpoint import COSIGNATURE_V1, NoteSigner
+        from storage.witness import Witness
+
+        return Witness(
+            self.engine,
+            NoteSigner(f"lienthong-witness/{self.settings.node_id}", COSIGNATURE_V1, self.node_key.private_key),
+        )
 
     @functools.cached_property
     def timestamper(self) -> HttpTimestamper | None:

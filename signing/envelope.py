@@ -379,6 +379,7 @@ class EnvelopeVerification:
     message: Message | None  # None unless the signed parts are intact and the signature value verifies
     route: tuple[TraceHeader, ...]  # the unsigned trace, for the record
     warnings: tuple[str, ...] = ()
+    warning_codes: tuple[str, ...] = ()  # the stable codes of ``warnings`` (schemas.ParseWarning.code)
 
 
 class _NotPassedError(Exception):
@@ -426,11 +427,13 @@ def verify_envelope(
     message = None
     route: tuple[TraceHeader, ...] = ()
     warnings: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
     if checker.intact:
         try:
             parsed = parse_tree(root, mode=ParseMode.TOLERANT)
             message, route = parsed.message, parsed.message.trace
             warnings = tuple(str(w) for w in parsed.warnings)
+            codes = tuple(w.code for w in parsed.warnings)
         except EdxmlError as e:
             envelope_report = envelope_report.model_copy(
                 update={
@@ -446,7 +449,7 @@ def verify_envelope(
         for attachment in message.attachments:
             if attachment.content_type == "application/pdf":
                 sigs.extend(verify_pdf(attachment.name, attachment.data))
-    return EnvelopeVerification(report(*sigs), message, route, warnings)
+    return EnvelopeVerification(report(*sigs), message, route, warnings, codes)
 
 
 class _EnvelopeChecker:

@@ -63,6 +63,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     """Create every table that does not exist yet (the embedded default; production runs migrations)."""
+    import storage.tables  # noqa: F401 (registers every table on Base.metadata)
+
     Base.metadata.create_all(engine)
 
 

@@ -164,3 +164,16 @@ class NonceRow(Base):
     key_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(100), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class CosignatureRow(Base):
+    """A witness's cosignature of one of this node's checkpoints (C2SP tlog-cosignature line)."""
+
+    __tablename__ = "cosignatures"
+    __table_args__ = (UniqueConstraint("checkpoint_size", "witness", name="uq_cosignature"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_size: Mapped[int] = mapped_column(Integer)
+    witness: Mapped[str] = mapped_column(String(63))
+    line: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from node.cli import demo, edxml, node_cmds, pki, signatures
+from node.cli import audit_cmds, demo, edxml, node_cmds, pki, signatures
 
 app = typer.Typer(
     name="lienthong",
@@ -18,6 +18,7 @@ app.add_typer(signatures.app, name="sign")
 app.add_typer(pki.app, name="pki")
 app.command(name="verify")(signatures.verify)
 app.command(name="demo")(demo.demo)
+app.command(name="init")(node_cmds.init)
 app.command(name="serve")(node_cmds.serve)
 app.command(name="send")(node_cmds.send)
 app.command(name="status")(node_cmds.status)
@@ -25,6 +26,7 @@ app.command(name="answer")(node_cmds.answer)
 app.command(name="recall")(node_cmds.recall)
 app.command(name="inbox")(node_cmds.inbox)
 app.add_typer(node_cmds.token_app, name="token")
+app.add_typer(audit_cmds.app, name="audit")
 
 
 def main() -> None:

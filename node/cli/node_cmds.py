@@ -279,3 +279,82 @@ def token_revoke(name: str, config: ConfigOption = None) -> None:
     finally:
         runtime.close()
     out.print(f"token {name} revoked")
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write node.yaml, the node key and the data.")] = Path("."),
+    role: Annotated[str, typer.Option(help="agency or axis.")] = "agency",
+    node_id: Annotated[str, typer.Option("--node-id", help="This node's id, e.g. so-tai-chinh-nghe-an.")] = "",
+    organ: Annotated[
+        list[str] | None,
+        typer.Option("--organ", help="An organisation this agency node serves, as CODE=NAME. Repeat for more."),
+    ] = None,
+    axis_url: Annotated[str, typer.Option("--axis-url", help="The upstream axis.")] = "http://127.0.0.1:8400",
+    axis_id: Annotated[str, typer.Option("--axis-id", help="The upstream axis's node id.")] = "truc",
+    axis_key: Annotated[
+        str, typer.Option("--axis-key", help="The upstream axis's Ed25519 public key (base64 or PEM path).")
+    ] = "",
+    trace_organ_id: Annotated[
+        str, typer.Option("--trace-organ-id", help="axis: the code written in TraceHeader.")
+    ] = "",
+    port: Annotated[int, typer.Option(help="The port to listen on.")] = 8400,
+    pki_url: Annotated[str, typer.Option("--pki-url", help="Where `lienthong pki serve` will answer.")] = (
+        "http://127.0.0.1:8479"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing node.yaml.")] = False,
+) -> None:
+    """Write a node's config, its Ed25519 node key and (agency) a development PKI for its organisations."""
+    import yaml
+
+    from node.network import write_node_key
+    from signing.devpki import create_dev_pki, parse_organ
+    from signing.errors import DevPkiError
+
+    if role not in ("agency", "axis"):
+        raise _fail("--role must be agency or axis")
+    if not node_id:
+        raise _fail("give --node-id (lowercase letters, digits, '.', '_' or '-')")
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / "node.yaml"
+    if config_path.exists() and not force:
+        raise _fail(f"{config_path} exists; use --force to replace it")
+    public = write_node_key(directory / "node-key.pem")
+    config: dict[str, object] = {"role": role, "node_id": node_id, "port": port, "data_dir": "var"}
+    if role == "axis":
+        if not trace_organ_id:
+            raise _fail("an axis needs --trace-organ-id (the organisation code it writes into TraceHeader)")
+        config |= {"trace_organ_id": trace_organ_id, "nodes": []}
+    else:
+        organs = organ or []
+        if not organs:
+            raise _fail("an agency node needs at least one --organ CODE=NAME")
+        if not axis_key:
+            raise _fail("give --axis-key: the axis's public key (it prints it at `lienthong init --role axis`)")
+        try:
+            pairs = [parse_organ(o) for o in organs]
+            pki = create_dev_pki(directory / "pki", pairs, base_url=pki_url, overwrite=force)
+        except DevPkiError as e:
+            raise _fail(str(e)) from None
+        config |= {
+            "organisations": [
+                {
+                    "code": code,
+                    "name": name,
+                    "seal": {
+                        "kind": "pkcs12",
+                        "key": str(pki.organ(code).organisation.p12_path),
+                        "passphrase_file": str(pki.passphrase_path),
+                    },
+                }
+                for code, name in pairs
+            ],
+            "upstream": {"url": axis_url, "node_id": axis_id, "public_key": axis_key},
+            "trust": {"roots": [str(pki.root.path)], "intermediates": [str(pki.issuing_ca.path)]},
+            "timestamp_url": pki.urls.tsa,
+        }
+    config_path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    out.print(f"wrote {config_path} and {directory / 'node-key.pem'}")
+    out.print(f"node public key (register it at the axis): [bold]{public}[/]")
+    if role == "agency":
+        out.print(f"development PKI (NOT FOR PRODUCTION) in {directory / 'pki'}; serve it with `lienthong pki serve`")
+    out.print(f"run it: lienthong serve --config {config_path}")

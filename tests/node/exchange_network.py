@@ -22,6 +22,7 @@ from schemas import DocumentMessage, Organization
 
 HOME_AFFAIRS = Organization(organ_id="000.00.00.G09", organ_name="Bộ Nội vụ")
 PROVINCE = Organization(organ_id="000.00.00.H41", organ_name="Ủy ban nhân dân tỉnh Nghệ An")
+MAX_AXIS_UPLOAD = 3_000_000  # the provincial axis's upload limit, small so the oversized-upload test is quick
 AXES = (
     AxisSpec("truc-tw", trace_organ_id="000.00.00.G22"),
     AxisSpec("truc-tinh", trace_organ_id="000.00.01.H41", parent="truc-tw"),
@@ -100,7 +101,15 @@ def report(
 
 
 def start_exchange(directory: Path, pki_url: str) -> Iterator[Exchange]:
-    network = write_network(directory, AXES, AGENCIES, pki_base_url=pki_url, poll_interval=0.2, timestamps=False)
+    network = write_network(
+        directory,
+        AXES,
+        AGENCIES,
+        pki_base_url=pki_url,
+        poll_interval=0.2,
+        timestamps=False,
+        extra={"truc-tinh": {"max_envelope_bytes": MAX_AXIS_UPLOAD}},
+    )
     running = RunningNetwork(network)
     try:
         running.start()

@@ -20,8 +20,8 @@ from node.network import Network, write_network
 from node.receiving import receive_envelope
 from node.routing import RefusedError, accept_envelope
 from node.runtime import NodeRuntime
-from node.sending import send_document, send_status
 from node.samples import MINISTRY, SENDER
+from node.sending import send_document, send_status
 from schemas import StatusCode, TraceHeader, append_trace_header, build_message, parse_message
 from signing.envelope import envelope_message_id, sign_envelope
 from storage.exchange import DeliveryRow, EnvelopeRow, OutboxRow, StatusRow

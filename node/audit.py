@@ -1,0 +1,188 @@
+"""The node's audit trail as auditors use it: checkpoints, proofs, offline verification, the events view.
+
+The log itself (RFC 9162 tree, C2SP checkpoints, witnesses) is :mod:`storage.auditlog`; this module ties it
+to the node: checkpoints are signed with the node key, archived objects named by events are re-hashed when
+the log is verified, and notable events (failed authentication, refused envelopes, failed verifications,
+dead letters, unusual archive reads) are flagged in the events view.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from node.events import NOTABLE
+from node.runtime import NodeRuntime
+from storage.auditlog import StoredCheckpoint, verify_log
+from storage.errors import StorageError
+from storage.merkle import leaf_hash, verify_consistency, verify_inclusion
+
+OBJECT_FIELDS = ("object", "report")
+
+
+def publish_checkpoint(runtime: NodeRuntime) -> StoredCheckpoint:
+    """Sign a checkpoint of the log as it is now (a new one only when the log grew)."""
+    latest = runtime.audit.latest_checkpoint()
+    if latest is not None and latest.size == runtime.audit.size():
+        return latest
+    return runtime.audit.checkpoint(runtime.log_signer)
+
+
+def checkpoint_json(checkpoint: StoredCheckpoint) -> dict[str, Any]:
+    return {
+        "size": checkpoint.size,
+        "root_hash": base64.b64encode(checkpoint.root_hash).decode(),
+        "note": checkpoint.note,
+        "created_at": checkpoint.created_at.isoformat(),
+    }
+
+
+def inclusion(runtime: NodeRuntime, index: int, size: int | None = None) -> dict[str, Any]:
+    """An inclusion proof of entry ``index`` in the tree of ``size`` (default: now), checked before it is given."""
+    size = runtime.audit.size() if size is None else size
+    entry = runtime.audit.entry(index)
+    proof = runtime.audit.inclusion_proof(index, size)
+    root = runtime.audit.root(size)
+    verify_inclusion(entry.leaf_hash, index, size, proof, root)
+    return {
+        "index": index,
+        "size": size,
+        "leaf_hash": base64.b64encode(entry.leaf_hash).decode(),
+        "root_hash": base64.b64encode(root).decode(),
+        "proof": [base64.b64encode(p).decode() for p in proof],
+        "event": entry.event(),
+    }
+
+
+def consistency(runtime: NodeRuntime, size1: int, size2: int | None = None) -> dict[str, Any]:
+    size2 = runtime.audit.size() if size2 is None else size2
+    proof = runtime.audit.consistency_proof(size1, size2)
+    root1, root2 = runtime.audit.root(size1), runtime.audit.root(size2)
+    verify_consistency(size1, size2, proof, root1, root2)
+    return {
+        "size1": size1,
+        "size2": size2,
+        "root1": base64.b64encode(root1).decode(),
+        "root2": base64.b64encode(root2).decode(),
+        "proof": [base64.b64encode(p).decode() for p in proof],
+    }
+
+
+@dataclass
+class NodeVerification:
+    """``lienthong audit verify``: the log re-derived, checkpoints checked, archived objects re-hashed."""
+
+    size: int
+    checkpoints: int
+    objects: int
+    first_bad_index: int | None = None
+    first_bad_checkpoint: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_node(runtime: NodeRuntime) -> NodeVerification:
+    """Check everything offline: the tree from the stored entry bytes, every checkpoint, every object named."""
+    vkey = runtime.log_signer.verifier.vkey()
+    log = verify_log(runtime.engine, vkey)
+    result = NodeVerification(
+        log.size, log.checkpoints, 0, log.first_bad_index, log.first_bad_checkpoint, list(log.problems)
+    )
+    # Objects named by entries that are themselves intact: a changed or missing object is reported at the
+    # index of the first event that vouches for it.
+    limit = log.size if log.first_bad_index is None else log.first_bad_index
+    for index, event in _events(runtime, 0, limit):
+        for name in OBJECT_FIELDS:
+            key = event.get(name)
+            if not isinstance(key, str):
+                continue
+            result.objects += 1
+            try:
+                runtime.objects.get(key)
+            except (StorageError, KeyError, ValueError) as e:
+                result.problems.append(f"entry {index}: the archived object {key} is not what was stored: {e}")
+                if result.first_bad_index is None or index < result.first_bad_index:
+                    result.first_bad_index = index
+    return result
+
+
+def _events(runtime: NodeRuntime, start: int, stop: int, chunk: int = 2048) -> Iterator[tuple[int, dict[str, Any]]]:
+    for first in range(start, stop, chunk):
+        for entry in runtime.audit.entries(first, min(stop, first + chunk)):
+            yield entry.index, entry.event()
+
+
+def query_events(
+    runtime: NodeRuntime,
+    *,
+    types: set[str] | None = None,
+    agency: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    notable_only: bool = False,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Events, newest first, filtered; each with its index and whether an auditor should look at it."""
+    size = runtime.audit.size()
+    out: list[dict[str, Any]] = []
+    stop = size
+    chunk = 2048
+    while stop > 0 and len(out) < limit:
+        first = max(0, stop - chunk)
+        for entry in reversed(runtime.audit.entries(first, stop)):
+            event = entry.event()
+            if not _matches(event, types, agency, since, until, notable_only):
+                continue
+            out.append({"index": entry.index, "notable": is_notable(event), "event": event})
+            if len(out) >= limit:
+                break
+        stop = first
+    return out
+
+
+def is_notable(event: dict[str, Any]) -> bool:
+    kind = str(event.get("type", ""))
+    if kind in NOTABLE:
+        return True
+    if kind == "message.received" and event.get("indication") not in (None, "TOTAL_PASSED"):
+        return True
+    return kind.startswith("archive.") and bool(event.get("unusual"))
+
+
+def _matches(
+    event: dict[str, Any],
+    types: set[str] | None,
+    agency: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    notable_only: bool,
+) -> bool:
+    if types and event.get("type") not in types:
+        return False
+    if (
+        agency
+        and agency not in {str(event.get(k)) for k in ("sender", "recipient", "agency", "node")}
+        and agency not in (event.get("recipients") or [])
+    ):
+        return False
+    if since or until:
+        try:
+            when = datetime.fromisoformat(str(event.get("time")))
+        except ValueError:
+            return False
+        if since and when < since:
+            return False
+        if until and when > until:
+            return False
+    return not notable_only or is_notable(event)
+
+
+def leaf_of(event_bytes: bytes) -> bytes:
+    """The RFC 9162 leaf hash of an entry's bytes (for auditors recomputing one by hand)."""
+    return leaf_hash(event_bytes)

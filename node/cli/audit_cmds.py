@@ -1,0 +1,130 @@
+"""``lienthong audit …``: the node's audit trail for auditors (verify offline, events, checkpoints, proofs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from node.cli.node_cmds import ConfigOption, JsonOption, _fail, _runtime, err, out
+
+app = typer.Typer(
+    help="The audit log: verify it offline, read events, publish checkpoints, prove entries.", no_args_is_help=True
+)
+
+
+@app.command()
+def verify(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Re-derive the whole log from storage, check every checkpoint and every archived object it names.
+
+    Exit 0 when everything is intact, 1 when something was changed, deleted, inserted or reordered (the
+    first bad entry is named).
+    """
+    from node.audit import verify_node
+
+    runtime = _runtime(config)
+    try:
+        result = verify_node(runtime)
+    finally:
+        runtime.close()
+    if as_json:
+        sys.stdout.write(json.dumps(result.__dict__ | {"ok": result.ok}) + "\n")
+    elif result.ok:
+        out.print(
+            f"[green]✔ intact[/]: {result.size:,} entries re-derived, {result.checkpoints} checkpoints checked, "
+            f"{result.objects:,} archived objects re-hashed"
+        )
+    else:
+        out.print(f"[red]✘ TAMPERED[/]: first bad entry {result.first_bad_index}")
+        for problem in result.problems[:20]:
+            out.print(f"  - {problem}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def events(
+    config: ConfigOption = None,
+    event_type: Annotated[list[str] | None, typer.Option("--type", help="Only these types (repeat).")] = None,
+    agency: Annotated[str | None, typer.Option(help="Only events naming this organisation or node.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="ISO 8601 time.")] = None,
+    until: Annotated[datetime | None, typer.Option(help="ISO 8601 time.")] = None,
+    notable: Annotated[bool, typer.Option("--notable", help="Only what an auditor should look at.")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Events, newest first: failed checks, refusals, failed authentication and unusual reads stand out."""
+    from node.audit import query_events
+
+    runtime = _runtime(config)
+    try:
+        found = query_events(
+            runtime,
+            types=set(event_type or []) or None,
+            agency=agency,
+            since=_aware(since),
+            until=_aware(until),
+            notable_only=notable,
+            limit=limit,
+        )
+    finally:
+        runtime.close()
+    if as_json:
+        sys.stdout.write(json.dumps({"events": found}, ensure_ascii=False) + "\n")
+        return
+    table = Table(title="Audit events (newest first)", title_justify="left")
+    for column in ("#", "time", "type", "details"):
+        table.add_column(column)
+    for item in found:
+        event = dict(item["event"])
+        details = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("type", "time", "node"))
+        style = "bold red" if item["notable"] else None
+        table.add_row(
+            str(item["index"]), str(event.get("time", ""))[:19], str(event.get("type")), details[:160], style=style
+        )
+    out.print(table)
+
+
+@app.command()
+def checkpoint(config: ConfigOption = None) -> None:
+    """Sign and publish a checkpoint of the log now; print it (C2SP signed note)."""
+    from node.audit import publish_checkpoint
+
+    runtime = _runtime(config)
+    try:
+        stored = publish_checkpoint(runtime)
+        sys.stdout.write(stored.note)
+        err.print(f"log verifier key: {runtime.log_signer.verifier.vkey()}")
+    finally:
+        runtime.close()
+
+
+@app.command()
+def prove(
+    index: Annotated[int, typer.Argument(help="The entry index.")],
+    config: ConfigOption = None,
+    size: Annotated[int | None, typer.Option(help="The tree size to prove against (default: now).")] = None,
+) -> None:
+    """An inclusion proof for one entry (JSON), verified before it is printed."""
+    from node.audit import inclusion
+
+    runtime = _runtime(config)
+    try:
+        proof = inclusion(runtime, index, size)
+    except Exception as e:
+        raise _fail(str(e)) from None
+    finally:
+        runtime.close()
+    sys.stdout.write(json.dumps(proof, ensure_ascii=False) + "\n")
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)

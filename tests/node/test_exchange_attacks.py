@@ -1,0 +1,193 @@
+"""Attacks on a running axis and agency node: each refused with the right HTTP status, logged, nothing stored.
+
+The provincial axis (truc-tinh) and the department's node (so-tai-chinh) of the session's network are
+attacked over real HTTP; the axis's own database is then read to prove nothing was accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from adapters.httpsig import NodeKey, sign_request
+from node.config import load_settings
+from node.runtime import NodeRuntime
+from node.samples import MINISTRY
+from schemas import build_message
+from signing.devpki import DevPki
+from signing.envelope import envelope_message_id, sign_envelope
+from storage.exchange import EnvelopeRow
+from tests.node.exchange_network import MAX_AXIS_UPLOAD, Exchange, report
+
+pytestmark = pytest.mark.slow
+ENVELOPES = "/api/v1/exchange/envelopes"
+
+
+@pytest.fixture(scope="module")
+def axis_db(exchange: Exchange) -> Iterator[NodeRuntime]:
+    runtime = NodeRuntime(load_settings(exchange.network.node("truc-tinh").config), create=False)
+    yield runtime
+    runtime.close()
+
+
+def stored_count(runtime: NodeRuntime, body: bytes) -> int:
+    """How many rows the axis holds for the envelope ``body`` (other tests' traffic flows meanwhile)."""
+    try:
+        message_id = envelope_message_id(body)
+    except Exception:  # noqa: BLE001 - not even an envelope: nothing can be stored under its id
+        return 0
+    with runtime.session() as s:
+        q = select(func.count()).select_from(EnvelopeRow).where(EnvelopeRow.message_id == message_id)
+        return int(s.scalar(q) or 0)
+
+
+def node_key(exchange: Exchange, node_id: str) -> NodeKey:
+    return NodeKey.load(exchange.network.directory / node_id / "node-key.pem", node_id)
+
+
+def signed_envelope(exchange: Exchange, number: str, *, organ: str = "000.01.41.H41", mangle: bytes | None = None) -> bytes:
+    pki = DevPki.load(exchange.network.directory / "pki")
+    unsigned = build_message(report(number))
+    if mangle is not None:
+        unsigned = unsigned.replace(b"bao-cao-ngan-sach-2026-10.pdf", mangle)
+    return sign_envelope(unsigned, pki.signing_key(pki.organ(organ).organisation.label))
+
+
+def post(
+    exchange: Exchange, node: str, body: bytes, *, key: NodeKey | None = None, message_id: str | None = None
+) -> httpx.Response:
+    url = exchange.network.node("truc-tinh").url + ENVELOPES
+    headers = {"content-type": "application/xml", "lienthong-message-id": message_id or envelope_message_id(body)}
+    headers |= sign_request("POST", url, headers, body, key or node_key(exchange, node))
+    return httpx.post(url, content=body, headers=headers, timeout=30)
+
+
+def logged(exchange: Exchange, node_id: str, text: str) -> bool:
+    deadline = time.monotonic() + 5
+    log = exchange.network.directory / f"{node_id}.log"
+    while time.monotonic() < deadline:
+        if text in log.read_text(encoding="utf-8", errors="replace"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def problem(r: httpx.Response, status: int) -> dict[str, object]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = dict(r.json())
+    assert body["status"] == status and str(body["type"]).startswith("urn:lienthong:problem:")
+    return body
+
+
+def test_an_honest_envelope_is_accepted_as_the_baseline(exchange: Exchange, axis_db: NodeRuntime) -> None:
+    body = signed_envelope(exchange, "301")
+    assert stored_count(axis_db, body) == 0
+    r = post(exchange, "so-tai-chinh", body)
+    assert r.status_code == 202, r.text
+    assert r.json()["recipients"] == [MINISTRY.organ_id]
+    assert stored_count(axis_db, body) == 1
+
+
+def test_unsigned_request_is_401(exchange: Exchange, axis_db: NodeRuntime) -> None:
+    body = signed_envelope(exchange, "302")
+    url = exchange.network.node("truc-tinh").url + ENVELOPES
+    r = httpx.post(url, content=body, headers={"lienthong-message-id": envelope_message_id(body)})
+    problem(r, 401)
+    assert stored_count(axis_db, body) == 0
+    assert logged(exchange, "truc-tinh", "auth.failed")
+
+
+def test_wrong_key_is_401(exchange: Exchange, axis_db: NodeRuntime) -> None:
+    body = signed_envelope(exchange, "303")
+    impostor = NodeKey.generate("so-tai-chinh")  # the right name, not the registered key
+    problem(post(exchange, "so-tai-chinh", body, key=impostor), 401)
+    problem(post(exchange, "nobody", body, key=NodeKey.generate("nobody")), 401)
+    assert stored_count(axis_db, body) == 0
+
+
+def test_replayed_request_is_401(exchange: Exchange, axis_db: NodeRuntime) -> None:
+    body = signed_envelope(exchange, "304")
+    url = exchange.network.node("truc-tinh").url + ENVELOPES
+    headers = {"content-type": "application/xml", "lienthong-message-id": envelope_message_id(body)}
+    headers |= sign_request("POST", url, headers, body, node_key(exchange, "so-tai-chinh"))
+    first = httpx.post(url, content=body, headers=headers)
+    assert first.status_code == 202, first.text
+    again = problem(httpx.post(url, content=body, headers=headers), 401)
+    assert "nonce" in str(again["detail"]).lower() or "replay" in str(again["detail"]).lower()
+    assert stored_count(axis_db, body) == 1  # the first, once
+
+
+def test_from_forged_for_another_agency_is_403(exchange: Exchange, axis_db: NodeRuntime) -> None:
+    # the province's node, with its own valid key, hands over the department's envelope
+    body = signed_envelope(exchange, "305")
+    answer = problem(post(exchange, "ubnd-tinh", body), 403)
+    assert "000.01.41.H41" in str(answer["detail"])
+    # the province's own seal on an envelope whose From is the department: the signature check refuses it
+    forged = signed_envelope(exchange, "305", organ="000.00.00.H41")
+    problem(post(exchange, "ubnd-tinh", forged), 422)
+    assert stored_count(axis_db, body) == 0
+    assert stored_count(axis_db, forged) == 0
+    assert logged(exchange, "truc-tinh", "envelope.refused")
+
+
+def test_tampered_envelope_is_422(exchange: Exchange, axis_db: NodeRuntime) -> None:
+    body = signed_envelope(exchange, "306")
+    tampered = body.replace("ngân sách".encode(), "ngân quỹ".encode(), 1)
+    assert tampered != body
+    problem(post(exchange, "so-tai-chinh", tampered), 422)
+    assert stored_count(axis_db, tampered) == 0
+
+
+def test_oversized_upload_is_413(exchange: Exchange, axis_db: NodeRuntime) -> None:
+    body = signed_envelope(exchange, "307") + b" " * MAX_AXIS_UPLOAD
+    problem(post(exchange, "so-tai-chinh", body), 413)
+    assert stored_count(axis_db, body) == 0
+
+
+def test_path_traversal_in_an_attachment_name_is_refused(exchange: Exchange, axis_db: NodeRuntime) -> None:
+    body = signed_envelope(exchange, "308", mangle=b"../../../etc/cron.d/x.pdf")
+    assert b"../../../etc/cron.d/x.pdf" in body
+    r = post(exchange, "so-tai-chinh", body)
+    assert r.status_code in (400, 422), r.text
+    assert "cron.d" in r.text or "attachment" in r.text.lower()
+    assert stored_count(axis_db, body) == 0
+
+
+def test_a_token_used_beyond_its_role_is_403(exchange: Exchange) -> None:
+    plan = exchange.network.node("so-tai-chinh")
+    made = subprocess.run(
+        [sys.executable, "-m", "node.cli", "token", "create", "kiem-toan", "--role", "auditor", "--config", str(plan.config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    auditor = made.stdout.strip().splitlines()[-1]
+    spec = {"from": {"organ_id": "000.01.41.H41", "organ_name": "x"}}
+    r = httpx.post(
+        f"{plan.url}/api/v1/messages",
+        data={"message": json.dumps(spec)},
+        headers={"Authorization": f"Bearer {auditor}"},
+    )
+    body = problem(r, 403)
+    assert "auditor" in str(body["detail"])
+    problem(httpx.get(f"{plan.url}/api/v1/messages", headers={"Authorization": f"Bearer {auditor}"}), 403)
+    problem(httpx.get(f"{plan.url}/api/v1/messages"), 401)
+    problem(httpx.get(f"{plan.url}/api/v1/messages", headers={"Authorization": "Bearer lt_not-a-token"}), 401)
+    assert logged(exchange, "so-tai-chinh", "auth.failed")
+
+
+def test_another_nodes_delivery_cannot_be_fetched(exchange: Exchange) -> None:
+    # the ministry's node asks the provincial axis for an inbox: it is not registered there
+    url = exchange.network.node("truc-tinh").url + "/api/v1/exchange/inbox"
+    headers = sign_request("GET", url, {}, b"", node_key(exchange, "bo-tai-chinh"))
+    problem(httpx.get(url, headers=headers), 401)
+    assert Path(exchange.network.directory / "truc-tinh.log").exists()
