@@ -1,11 +1,17 @@
 """Database, object store and archive index. ``storage`` knows bytes and rows, not edXML semantics."""
 
+# Archive index (chỉ mục lưu trữ) and BagIt export.
+from storage.archive import ArchiveEntry, ArchiveIndex, ArchivePage, ArchiveQuery, ArchiveRecord
+
 # Object store (write-once, content-addressed).
 # Audit log (nhật ký kiểm toán): RFC 9162 Merkle tree, C2SP checkpoints and witness cosignatures.
 from storage.auditlog import AuditEntry, AuditLog, LogVerification, StoredCheckpoint, verify_log
 from storage.canonical import canonical_json, event_leaf
 from storage.checkpoint import Checkpoint, NoteSigner, NoteVerifier, generate_log_key, generate_witness_key
 from storage.errors import (
+    ArchiveEntryNotFoundError,
+    ArchiveQueryError,
+    ArchiveRecordError,
     AuditLogError,
     CanonicalJSONError,
     CheckpointError,
@@ -26,6 +32,14 @@ from storage.witness import Witness
 
 __all__ = [
     "DEFAULT_RETENTION",
+    "ArchiveEntry",
+    "ArchiveEntryNotFoundError",
+    "ArchiveIndex",
+    "ArchivePage",
+    "ArchiveQuery",
+    "ArchiveQueryError",
+    "ArchiveRecord",
+    "ArchiveRecordError",
     "AuditEntry",
     "AuditLog",
     "AuditLogError",

@@ -56,3 +56,25 @@ class AuditLogError(StorageError):
 
 class WitnessRefusal(StorageError):  # noqa: N818 - a decision the caller expects, named as the auditors say it
     """The witness refuses to cosign (từ chối đồng ký): bad log signature, rollback, or a fork of the log."""
+
+
+# Archive index (chỉ mục lưu trữ) and BagIt export.
+
+
+class ArchiveQueryError(StorageError, ValueError):
+    """An archive search cannot run as asked (truy vấn không hợp lệ): bad period, limit, dates, text or cursor."""
+
+
+class ArchiveRecordError(StorageError, ValueError):
+    """An entry cannot be archived as given: an unknown direction or kind, a malformed period, an empty field."""
+
+
+class ArchiveEntryNotFoundError(StorageError, KeyError):
+    """No archive entry has this id (không tìm thấy bản lưu)."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+class BagError(StorageError, ValueError):
+    """A BagIt package cannot be written as asked: an unsafe or duplicate payload path, bad bag-info (gói BagIt)."""
