@@ -28,6 +28,7 @@ from node.errors import NodeError, NotFoundError, SendError
 from node.events import record_event
 from node.runtime import NodeRuntime, Peer
 from node.tokens import Role, TokenError, authenticate
+from schemas import VIETNAM_TIME
 from storage.errors import StorageError
 from storage.exchange import DeliveryRow, EnvelopeRow, NonceRow, StatusRow
 
@@ -573,8 +574,8 @@ def status_history(runtime: NodeRuntime, document_id: str) -> list[dict[str, Any
                 "code": r.status_code,
                 "description": r.description,
                 "staff": r.staff,
-                "stated_at": r.stated_at.isoformat(),
-                "recorded_at": r.recorded_at.isoformat(),
+                "stated_at": r.stated_at.astimezone(VIETNAM_TIME).isoformat(),
+                "recorded_at": r.recorded_at.astimezone(VIETNAM_TIME).isoformat(),
                 "direction": r.direction,
                 "message_id": r.message_id,
             }

@@ -264,7 +264,9 @@ class Workers:
             worker.stop()
         for worker in (self.outbox, self.inbox, self.witness):
             if worker.is_alive():
-                worker.join(timeout=10)
+                # A long-poll may hold the inbox for seconds: nothing is lost by not waiting for it, the
+                # delivery is acknowledged only after it is stored, so it comes again.
+                worker.join(timeout=2)
         for client in [*self._out_clients.values(), *self._in_clients.values()]:
             close = getattr(client, "close", None)
             if close is not None:

@@ -261,6 +261,10 @@ class RunningNetwork:
                 process.wait(timeout=10)
 
     def stop_all(self) -> None:
+        """SIGTERM every node at once, then wait for each (SIGKILL after 10 s)."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
         for node_id in list(self.processes):
             self.stop(node_id)
 

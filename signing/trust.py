@@ -7,6 +7,8 @@ parsed once, and OCSP responses and CRLs fetched during one verification are kep
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +19,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.fetchers import Fetchers
 from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 
 from schemas import OrganRegistry
@@ -58,10 +61,14 @@ class TrustStore:
     revocation: RevocationMode = "soft-fail"
     allow_fetching: bool = True
     registry: OrganRegistry | None = None
+    # How long fetched OCSP responses, CRLs and issuer certificates are reused: a revocation is noticed at
+    # most this late, and a busy node asks the responders once per certificate per period, not per message.
+    revocation_cache_seconds: float = 300.0
     _asn1_roots: list[asn1_x509.Certificate] = field(init=False, repr=False)
     _asn1_intermediates: list[asn1_x509.Certificate] = field(init=False, repr=False)
     _ocsps: list[bytes] = field(default_factory=list, init=False, repr=False)
     _crls: list[bytes] = field(default_factory=list, init=False, repr=False)
+    _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.roots:
@@ -91,12 +98,25 @@ class TrustStore:
             allow_fetching=self.allow_fetching,
             # requests, not aiohttp: each verification runs its own event loop, and aiohttp sessions
             # outlive it (leaking sockets); requests holds nothing between calls.
-            fetcher_backend=RequestsFetcherBackend(per_request_timeout=10) if self.allow_fetching else None,
+            fetchers=self._fetchers() if self.allow_fetching else None,
             revocation_mode=self.revocation,
             ocsps=[*self._ocsps, *ocsps],
             crls=[*self._crls, *crls],
             retroactive_revinfo=moment is not None,
         )
+
+    def _fetchers(self) -> Fetchers:
+        """This thread's fetchers, renewed every ``revocation_cache_seconds``; they keep what they fetched.
+
+        One set per thread: each verification runs its own event loop, and a fetch in progress is awaited
+        through an asyncio event that belongs to one loop.
+        """
+        now = time.monotonic()
+        held: tuple[Fetchers, float] | None = getattr(self._local, "fetchers", None)
+        if held is None or now - held[1] >= self.revocation_cache_seconds:
+            held = (RequestsFetcherBackend(per_request_timeout=10).get_fetchers(), now)
+            self._local.fetchers = held
+        return held[0]
 
     def revocation_snapshot(self) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
         """The OCSP responses and CRLs this store knows now (DER), for caches that depend on them."""

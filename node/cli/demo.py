@@ -232,5 +232,5 @@ def _history_table(document_id: str, history: list[dict[str, Any]]) -> Table:
     for column in ("when (ICT)", "organisation", "status", "description"):
         table.add_column(column)
     for h in history:
-        table.add_row(h["stated_at"][:19], h["reporter"], status_label(h["code"]), h["description"])
+        table.add_row(h["stated_at"][:19].replace("T", " "), h["reporter"], status_label(h["code"]), h["description"])
     return table
