@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 from storage._private.archive_cursor import Cursor, decode_cursor
 from storage._private.archive_fields import PERIOD_FORMS, code_key, normalise_period, search_date, type_key
-from storage._private.archive_search import build_filters, capped_count, plan
+from storage._private.archive_search import build_filters, plan
 from storage._private.archive_tables import ENTRIES, FTS_TABLE, RECIPIENTS, ArchiveEntryRow
 from storage._private.archive_text import folded_text, parse_text_query
 from storage.errors import ArchiveEntryNotFoundError, ArchiveQueryError, ArchiveRecordError
@@ -270,24 +270,32 @@ class ArchiveIndex:
         """One page of the entries matching ``query``, newest first (see :class:`ArchivePage` for ``total``)."""
         fingerprint = query.fingerprint()
         cursor = decode_cursor(query.cursor, fingerprint) if query.cursor is not None else None
+        order = (ENTRIES.c.doc_date.desc(), ENTRIES.c.id.desc())
         with self._engine.connect() as conn:
-            filters = build_filters(query, fts=self._uses_fts(conn))
-            chosen = plan(conn, filters)
+            chosen = plan(conn, build_filters(query, fts=self._uses_fts(conn)))
             where = chosen.where
             if cursor is not None:
                 total, exact = cursor.total, cursor.exact
                 where = [*where, tuple_(ENTRIES.c.doc_date, ENTRIES.c.id) < tuple_(cursor.doc_date, cursor.id)]
-            elif chosen.known_total is not None:
-                total, exact = chosen.known_total, True
+            if cursor is not None or chosen.known_total is not None:
+                if cursor is None:
+                    total, exact = chosen.known_total or 0, True
+                rows = conn.execute(select(*_COLUMNS).where(*where).order_by(*order).limit(query.limit + 1)).all()
             else:
-                counted = capped_count(conn, where, self._count_limit)
-                total, exact = min(counted, self._count_limit), counted <= self._count_limit
-            rows = conn.execute(
-                select(*_COLUMNS)
-                .where(*where)
-                .order_by(ENTRIES.c.doc_date.desc(), ENTRIES.c.id.desc())
-                .limit(query.limit + 1)
-            ).all()
+                # First page: one walk in search order finds the page and counts on to the cap, where a
+                # count and a page query would each walk the same rows.
+                keys = (
+                    conn.execute(select(ENTRIES.c.id).where(*where).order_by(*order).limit(self._count_limit + 1))
+                    .scalars()
+                    .all()
+                )
+                total, exact = min(len(keys), self._count_limit), len(keys) <= self._count_limit
+                wanted = keys[: query.limit + 1]
+                rows = (
+                    conn.execute(select(*_COLUMNS).where(ENTRIES.c.id.in_(wanted)).order_by(*order)).all()
+                    if wanted
+                    else []
+                )
         items = tuple(_entry(row) for row in rows[: query.limit])
         next_cursor = None
         if len(rows) > query.limit:

@@ -79,3 +79,30 @@ def test_audit_benchmark_prints_one_json_object_last() -> None:
         assert value > 0, (key, value)
     assert result["entries"] == 5000
     assert 250 <= result["event_bytes"] <= 350
+
+
+ARCHIVE_NUMBERS = ("entries", "queries", "search_p50_ms", "search_p95_ms", "search_p99_ms", "target_p95_ms")
+
+
+def test_archive_benchmark_prints_one_json_object_last() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "archive.py"), "--entries", "1500", "--queries", "90"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) > 1, "human-readable lines come before the JSON"
+    result = json.loads(lines[-1])
+    for key in ARCHIVE_NUMBERS:
+        value = result[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), key
+        assert math.isfinite(value) and value > 0, (key, value)
+    assert result["entries"] == 1500 and result["queries"] == 90
+    assert result["search_p50_ms"] <= result["search_p95_ms"] <= result["search_p99_ms"]
+    kinds = {"agency_period", "document_id", "code", "text", "text_date", "sender_date", "recipient", "page"}
+    assert kinds <= set(result["p95_ms_by_kind"])
+    assert isinstance(result["target_met"], bool)

@@ -112,9 +112,3 @@ def plan(conn: Connection, filters: Filters) -> Plan:
             where.append((ENTRIES.c.id + 0).in_(id_set.members))
     alone = len(filters.sets) == 1 and not filters.conditions
     return Plan(where, sizes[0] if alone else None)
-
-
-def capped_count(conn: Connection, where: list[ColumnElement[bool]], limit: int) -> int:
-    """How many entries match, counting no further than ``limit + 1`` (so "more than ``limit``" is cheap)."""
-    matches = select(ENTRIES.c.id).where(*where).limit(limit + 1).subquery()
-    return int(conn.execute(select(func.count()).select_from(matches)).scalar_one())
