@@ -27,6 +27,7 @@ from storage.db import create_schema, make_engine, session_factory
 if TYPE_CHECKING:
     from adapters.httpsig import NodeKey
     from storage.auditlog import AuditLog
+    from signing.pdf import PdfSigningKey
     from storage.checkpoint import NoteSigner
     from storage.witness import Witness
 
@@ -80,6 +81,7 @@ class NodeRuntime:
         self.objects = open_object_store(settings.objects_url)
         self._lock = threading.Lock()
         self._trust: TrustStore | None = None
+        self._pdf_keys: dict[tuple[str, str], PdfSigningKey] = {}
         self.peers: dict[str, Peer] = {}
         base = settings.config_dir
         for node in settings.nodes:
@@ -115,6 +117,21 @@ class NodeRuntime:
     def signer_key(self, code: str) -> SigningKey | None:
         signer = self.organisation(code).signer
         return None if signer is None else self.load_key(signer)
+
+    def pdf_key(self, code: str, role: str) -> PdfSigningKey | None:
+        """The organisation's seal (``role`` "seal") or signer key prepared once for PAdES, kept for reuse."""
+        from signing.pdf import PdfSigningKey
+
+        with self._lock:
+            cached = self._pdf_keys.get((code, role))
+        if cached is None:
+            key = self.seal_key(code) if role == "seal" else self.signer_key(code)
+            if key is None:
+                return None
+            cached = PdfSigningKey(key)
+            with self._lock:
+                self._pdf_keys[(code, role)] = cached
+        return cached
 
     def load_key(self, config: KeyConfig) -> SigningKey:
         p = self.settings.path

@@ -230,18 +230,19 @@ def _sign(runtime: NodeRuntime, organisation: str, unsigned: bytes) -> bytes:
 
 def _sealed(runtime: NodeRuntime, message: DocumentMessage) -> DocumentMessage:
     """Each PDF with the organisation's seal (PAdES, B-T with a TSA), after the signer's signature if configured."""
-    from signing.pdf import PdfSigningKey, PdfSignOptions, SignatureRole, sign_pdf
+    from signing.pdf import PdfSignOptions, SignatureRole, sign_pdf
 
     sender = message.header.from_.organ_id
-    seal = PdfSigningKey(runtime.seal_key(sender))
-    signer = runtime.signer_key(sender)
+    seal = runtime.pdf_key(sender, "seal")
+    assert seal is not None
+    signer = runtime.pdf_key(sender, "signer")
     stamper = runtime.timestamper.pyhanko if runtime.timestamper else None
     attachments = []
     for attachment in message.attachments:
         if attachment.content_type == "application/pdf":
             pdf = attachment.data
             if signer is not None:
-                pdf = sign_pdf(pdf, PdfSigningKey(signer), PdfSignOptions(role=SignatureRole.SIGNER))
+                pdf = sign_pdf(pdf, signer, PdfSignOptions(role=SignatureRole.SIGNER))
             options = PdfSignOptions(role=SignatureRole.ORGANISATION, organisation_name=message.header.from_.organ_name)
             pdf = sign_pdf(pdf, seal, options, timestamper=stamper)
             attachment = attachment.model_copy(update={"data": pdf})
