@@ -2,10 +2,11 @@
 
 # Archive index (chỉ mục lưu trữ) and BagIt export.
 from storage.archive import ArchiveEntry, ArchiveIndex, ArchivePage, ArchiveQuery, ArchiveRecord
+from storage.auditlog import AuditEntry, AuditLog, LogVerification, StoredCheckpoint, verify_log
 
 # Object store (write-once, content-addressed).
 # Audit log (nhật ký kiểm toán): RFC 9162 Merkle tree, C2SP checkpoints and witness cosignatures.
-from storage.auditlog import AuditEntry, AuditLog, LogVerification, StoredCheckpoint, verify_log
+from storage.bagit import AUDIT_DIR, BagFile, verify_bag, write_bag
 from storage.canonical import canonical_json, event_leaf
 from storage.checkpoint import Checkpoint, NoteSigner, NoteVerifier, generate_log_key, generate_witness_key
 from storage.errors import (
@@ -13,6 +14,7 @@ from storage.errors import (
     ArchiveQueryError,
     ArchiveRecordError,
     AuditLogError,
+    BagError,
     CanonicalJSONError,
     CheckpointError,
     InvalidObjectKeyError,
@@ -31,6 +33,7 @@ from storage.retention import DEFAULT_RETENTION, RetentionPolicy
 from storage.witness import Witness
 
 __all__ = [
+    "AUDIT_DIR",
     "DEFAULT_RETENTION",
     "ArchiveEntry",
     "ArchiveEntryNotFoundError",
@@ -43,6 +46,8 @@ __all__ = [
     "AuditEntry",
     "AuditLog",
     "AuditLogError",
+    "BagError",
+    "BagFile",
     "CanonicalJSONError",
     "Checkpoint",
     "CheckpointError",
@@ -70,7 +75,9 @@ __all__ = [
     "generate_log_key",
     "generate_witness_key",
     "open_object_store",
+    "verify_bag",
     "verify_consistency",
     "verify_inclusion",
     "verify_log",
+    "write_bag",
 ]
