@@ -91,6 +91,7 @@ def write_network(
     timestamps: bool = True,
     revocation: str = "soft-fail",
     poll_interval: float = 0.5,
+    checkpoint_interval: float = 300.0,
     extra: dict[str, dict[str, Any]] | None = None,
 ) -> Network:
     """Write the dev PKI, keys, configs and an admin token of every node under ``directory``."""
@@ -187,6 +188,7 @@ def write_network(
                 "agencies": registry,
                 "trust": trust,
                 "delivery": {"poll_interval": poll_interval, "initial_backoff": 0.2, "max_backoff": 5.0},
+                "checkpoint_interval": checkpoint_interval,
             }
         )
         config.update((extra or {}).get(node_id, {}))

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from node.archive import archive_envelope, store_evidence
 from node.errors import NotFoundError
 from node.events import record_event
 from node.routing import REFUSED_QUIRKS
 from node.runtime import NodeRuntime
-from node.sending import describe, queue_in, sign_message, status_message
+from node.sending import archive_sent, describe, queue_in, sign_message, status_message
 from schemas import StatusCode
 from signing.envelope import EnvelopeVerification, verify_envelope
 from signing.pdf import verify_pdf
@@ -110,8 +111,7 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
                         direction="in",
                     )
                 )
-            if answer is not None:
-                queue_in(s, runtime, answer_bytes, answer)
+            answered = queue_in(s, runtime, answer_bytes, answer) if answer is not None else None
             envelope_id = row.id
     except IntegrityError:
         # Another worker stored the same delivery between our check and our commit.
@@ -119,6 +119,20 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
         if again is None:
             raise
         return again
+    archive_envelope(
+        runtime,
+        envelope_id=envelope_id,
+        direction="in",
+        message=message,
+        message_id=message_id,
+        object_key=ref.key,
+        agency=recipient,
+        verified=indication,
+        report_key=report_ref.key,
+        evidence_keys=store_evidence(runtime),
+    )
+    if answered is not None and answer is not None:
+        archive_sent(runtime, answered, answer)
     record_event(
         runtime,
         "message.received",

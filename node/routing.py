@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from node.archive import archive_envelope
 from node.errors import NodeError
 from node.events import record_event
 from node.runtime import NodeRuntime, Peer
@@ -109,6 +110,7 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
             )
             s.add(row)
             s.flush()
+            envelope_id = row.id
             forwarded = False
             for recipient, via in sorted(plan.items()):
                 if message.kind == "document":
@@ -134,6 +136,16 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
         if again is None:
             raise
         return again
+    archive_envelope(
+        runtime,
+        envelope_id=envelope_id,
+        direction="transit",
+        message=message,
+        message_id=message_id,
+        object_key=ref.key,
+        agency=sender,
+        verified=result.report.indication.value,
+    )
     record_event(
         runtime,
         "envelope.accepted",

@@ -26,8 +26,8 @@ from storage.db import create_schema, make_engine, session_factory
 
 if TYPE_CHECKING:
     from adapters.httpsig import NodeKey
-    from storage.auditlog import AuditLog
     from signing.pdf import PdfSigningKey
+    from storage.auditlog import AuditLog
     from storage.checkpoint import NoteSigner
     from storage.witness import Witness
 

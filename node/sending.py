@@ -45,6 +45,7 @@ class SendResult:
     document_id: str
     recipients: tuple[str, ...]
     duplicate: bool = False
+    object_key: str = ""
 
 
 def send_document(
@@ -143,6 +144,7 @@ def queue_signed(runtime: NodeRuntime, signed: bytes, message: Message, *, clien
     """Keep the signed envelope and queue it for the upstream axis, in one transaction."""
     with runtime.session() as s:
         result = queue_in(s, runtime, signed, message, client_key=client_key)
+    archive_sent(runtime, result, message)
     record_event(
         runtime,
         "message.signed",
@@ -183,7 +185,22 @@ def queue_in(
     s.add(OutboxRow(envelope_id=row.id, destination=upstream.node_id))
     if message.kind == "status":
         _record_own_status(s, message, message_id)
-    return SendResult(row.id, message_id, row.document_id, tuple(row.recipients))
+    return SendResult(row.id, message_id, row.document_id, tuple(row.recipients), object_key=ref.key)
+
+
+def archive_sent(runtime: NodeRuntime, result: SendResult, message: Message) -> None:
+    """Index a committed outgoing envelope in the archive."""
+    from node.archive import archive_envelope
+
+    archive_envelope(
+        runtime,
+        envelope_id=result.envelope_id,
+        direction="out",
+        message=message,
+        message_id=result.message_id,
+        object_key=result.object_key,
+        agency=message.header.from_.organ_id,
+    )
 
 
 def describe(message: Message) -> dict[str, object]:

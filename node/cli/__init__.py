@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from node.cli import audit_cmds, demo, edxml, node_cmds, pki, signatures
+from node.cli import archive_cmds, audit_cmds, demo, edxml, node_cmds, pki, signatures
 
 app = typer.Typer(
     name="lienthong",
@@ -27,6 +27,7 @@ app.command(name="recall")(node_cmds.recall)
 app.command(name="inbox")(node_cmds.inbox)
 app.add_typer(node_cmds.token_app, name="token")
 app.add_typer(audit_cmds.app, name="audit")
+app.add_typer(archive_cmds.app, name="archive")
 
 
 def main() -> None:

@@ -107,6 +107,7 @@ def start_exchange(directory: Path, pki_url: str) -> Iterator[Exchange]:
         AGENCIES,
         pki_base_url=pki_url,
         poll_interval=0.2,
+        checkpoint_interval=1.0,
         timestamps=False,
         extra={"truc-tinh": {"max_envelope_bytes": MAX_AXIS_UPLOAD}},
     )

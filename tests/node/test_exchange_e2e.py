@@ -1,10 +1,12 @@
 """End to end: real node processes over HTTP on loopback — sends, federation, every status, recall, updates.
 
-The network (two axes, four agency nodes) is started once for the session (tests/node/conftest.py); each test uses its own
-document numbers so tests do not see each other's messages.
+The network (two axes, four agency nodes) is started once for the session (tests/node/conftest.py); each test
+uses its own document numbers so tests do not see each other's messages.
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -144,3 +146,44 @@ def test_same_idempotency_key_sends_once(exchange: Exchange) -> None:
     wait_until("received", lambda: ministry.received(first["document_id"]))
     wait_until("01 back", lambda: "01" in codes(dept.statuses(first["document_id"])))
     assert len(ministry.received(first["document_id"])) == 1
+
+
+def test_the_axis_witnesses_each_node_and_refuses_a_rewritten_history(exchange: Exchange) -> None:
+    import httpx
+
+    from adapters.httpsig import NodeKey, sign_request
+    from node.config import load_settings
+    from node.runtime import NodeRuntime
+    from storage.checkpoint import ED25519, Checkpoint, NoteSigner, sign_checkpoint
+    from storage.exchange import CosignatureRow
+
+    plan = exchange.network.node("so-tai-chinh")
+    exchange.clerk("so-tai-chinh").send(report("109"))
+    runtime = NodeRuntime(load_settings(plan.config), create=False)
+    try:
+
+        def cosigned() -> list[CosignatureRow]:
+            with runtime.session() as s:
+                from sqlalchemy import select
+
+                return list(s.scalars(select(CosignatureRow).where(CosignatureRow.witness == "truc-tinh")))
+
+        rows = wait_until("a checkpoint cosigned by the axis", cosigned, timeout=30)
+        assert rows[-1].line.startswith("— lienthong-witness/truc-tinh ")
+        last = max(r.checkpoint_size for r in rows)
+    finally:
+        runtime.close()
+
+    # the node's key signs a checkpoint of a different history of the same size: a fork
+    key = NodeKey.load(exchange.network.directory / "so-tai-chinh" / "node-key.pem", "so-tai-chinh")
+    forged = sign_checkpoint(
+        Checkpoint("lienthong/so-tai-chinh", last, b"\x01" * 32),
+        NoteSigner("lienthong/so-tai-chinh", ED25519, key.private_key),
+    )
+    url = exchange.network.node("truc-tinh").url + "/api/v1/exchange/witness"
+    body = json.dumps({"checkpoint": forged, "proof": []}).encode()
+    headers = {"content-type": "application/json"}
+    headers |= sign_request("POST", url, headers, body, key)
+    r = httpx.post(url, content=body, headers=headers)
+    assert r.status_code == 409, r.text
+    assert r.json()["type"] == "urn:lienthong:problem:fork"

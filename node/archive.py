@@ -1,0 +1,277 @@
+"""The archive (lưu trữ): every envelope sent, received or routed, indexed, retrievable and re-verifiable.
+
+Each envelope copy is indexed when it is stored (:func:`archive_envelope`), with the verification report
+and the revocation evidence (OCSP responses, CRLs) it used, each kept as a write-once object. Reads are
+audit events: a search, a retrieval, a re-verification and an export each leave a leaf in the log, and an
+actor reading much more than usual is flagged for the auditor.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from node.events import record_event
+from node.runtime import NodeRuntime
+from schemas import Message
+from signing.report import VerificationReport
+from storage.archive import ArchiveEntry, ArchiveIndex, ArchivePage, ArchiveQuery, ArchiveRecord
+
+# An actor reading more entries than this within an hour is unusual (flagged in the audit log).
+UNUSUAL_READS_PER_HOUR = 200
+OCSP_TYPE, CRL_TYPE = "application/ocsp-response", "application/pkix-crl"
+
+_PERIODS = (
+    (re.compile(r"tháng\s+(\d{1,2})\s*[/-]\s*(\d{4})", re.IGNORECASE), lambda m: f"{m[2]}-{int(m[1]):02d}"),
+    (re.compile(r"quý\s+(I{1,3}|IV|[1-4])\s*[/-]?\s*(?:năm\s+)?(\d{4})", re.IGNORECASE), None),
+    (re.compile(r"6\s+tháng\s+(đầu|cuối)\s+năm\s+(\d{4})", re.IGNORECASE), None),
+    (re.compile(r"năm\s+(\d{4})", re.IGNORECASE), lambda m: m[1]),
+)
+_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4}
+
+
+def report_period(subject: str) -> str | None:
+    """The reporting period a subject names (``tháng 10/2026`` → ``2026-10``, ``quý III/2026`` → ``2026-Q3``)."""
+    for pattern, make in _PERIODS:
+        m = pattern.search(subject)
+        if m is None:
+            continue
+        if make is not None:
+            return make(m)
+        if pattern.pattern.startswith("quý"):
+            quarter = _ROMAN.get(m[1].upper()) or int(m[1])
+            return f"{m[2]}-Q{quarter}"
+        return f"{m[2]}-H{1 if m[1].lower() == 'đầu' else 2}"
+    return None
+
+
+def archive_envelope(
+    runtime: NodeRuntime,
+    *,
+    envelope_id: int,
+    direction: str,
+    message: Message,
+    message_id: str,
+    object_key: str,
+    agency: str,
+    verified: str = "",
+    report_key: str | None = None,
+    evidence_keys: tuple[str, ...] = (),
+) -> int:
+    """Index one stored envelope copy; its archive entry id."""
+    from node.sending import describe
+
+    fields = describe(message)
+    record = ArchiveRecord(
+        agency=agency,
+        direction=direction,
+        kind=message.kind,
+        message_id=message_id,
+        document_id=str(fields["document_id"]),
+        object_key=object_key,
+        envelope_id=envelope_id,
+        code=str(fields.get("code") or ""),
+        document_type=message.header.document_type.type_name if message.kind == "document" else "",
+        subject=str(fields.get("subject") or ""),
+        sender=str(fields["sender"]),
+        recipients=tuple(str(r) for r in fields["recipients"]),  # type: ignore[attr-defined]
+        promulgation_date=message.header.promulgation_info.promulgation_date if message.kind == "document" else None,
+        report_period=report_period(message.header.subject) if message.kind == "document" else None,
+        status_code=message.header.status_code.code if message.kind == "status" else None,
+        verified=verified,
+        report_key=report_key,
+        evidence_keys=evidence_keys,
+    )
+    index = ArchiveIndex(runtime.engine)
+    entry_id = index.add(record)
+    if message.kind == "status" and direction == "in":
+        index.update_status(message.header.response_for.document_id, runtime_agency(message), record.status_code or "")
+    return entry_id
+
+
+def runtime_agency(message: Message) -> str:
+    """The organisation whose document a status is about (the sender of that document)."""
+    assert message.kind == "status"
+    return message.header.response_for.organ_id
+
+
+def store_evidence(runtime: NodeRuntime) -> tuple[str, ...]:
+    """The revocation data this node's trust store holds now, kept as objects (content-addressed: once each)."""
+    ocsps, crls = runtime.trust.revocation_snapshot()
+    keys = [runtime.objects.put(der, document_class="evidence", content_type=OCSP_TYPE).key for der in ocsps]
+    keys += [runtime.objects.put(der, document_class="evidence", content_type=CRL_TYPE).key for der in crls]
+    return tuple(keys)
+
+
+# -- reads (each an audit event) -----------------------------------------------------------------------
+
+
+class _ReadMeter:
+    """Entries read per actor over the last hour, to flag unusual reads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reads: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
+
+    def add(self, actor: str, count: int) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            window = self._reads[actor]
+            window.append((now, count))
+            while window and now - window[0][0] > 3600:
+                window.popleft()
+            return sum(c for _, c in window) > UNUSUAL_READS_PER_HOUR
+
+
+_METER = _ReadMeter()
+
+
+def _read_event(runtime: NodeRuntime, kind: str, actor: str, count: int, **fields: Any) -> None:
+    unusual = _METER.add(actor, count)
+    record_event(runtime, f"archive.{kind}", actor=actor, count=count, unusual=unusual, **fields)
+
+
+def search(runtime: NodeRuntime, query: ArchiveQuery, *, actor: str) -> ArchivePage:
+    page = ArchiveIndex(runtime.engine).search(query)
+    filters = {k: v for k, v in query.__dict__.items() if v is not None and k not in ("cursor", "limit")}
+    _read_event(runtime, "search", actor, len(page.items), filters=json.loads(json.dumps(filters, default=str)))
+    return page
+
+
+def get_entry(runtime: NodeRuntime, entry_id: int, *, actor: str) -> tuple[ArchiveEntry, bytes]:
+    entry = ArchiveIndex(runtime.engine).get(entry_id)
+    data = runtime.objects.get(entry.object_key)
+    _read_event(runtime, "read", actor, 1, entry=entry_id, object=entry.object_key)
+    return entry, data
+
+
+@dataclass(frozen=True)
+class ReVerification:
+    entry: ArchiveEntry
+    report: VerificationReport
+    at: datetime | None
+    original: dict[str, Any] | None
+
+
+def reverify(runtime: NodeRuntime, entry_id: int, *, actor: str, at_original_time: bool = False) -> ReVerification:
+    """Verify an archived envelope again: now (fetching fresh revocation data), or as of when it was archived,
+    from the evidence stored with it, offline."""
+    from signing.envelope import verify_envelope
+    from signing.pdf import verify_pdf
+    from signing.trust import TrustStore
+
+    entry, data = get_entry(runtime, entry_id, actor=actor)
+    trust = runtime.trust
+    at = None
+    if at_original_time:
+        base = runtime.trust
+        trust = TrustStore(
+            roots=base.roots,
+            intermediates=base.intermediates,
+            revocation=base.revocation,
+            allow_fetching=False,
+            registry=base.registry,
+        )
+        ocsps = [k for k in entry.evidence_keys if runtime.objects.stat(k).content_type == OCSP_TYPE]
+        crls = [k for k in entry.evidence_keys if k not in ocsps]
+        trust.remember_revocation([runtime.objects.get(k) for k in ocsps], [runtime.objects.get(k) for k in crls])
+        at = entry.archived_at
+    result = verify_envelope(
+        data, trust, at=at, name=f"archive-{entry_id}.edxml", verify_pdf=lambda n, d: verify_pdf(n, d, trust, at=at)
+    )
+    original = json.loads(runtime.objects.get(entry.report_key)) if entry.report_key else None
+    record_event(
+        runtime,
+        "archive.verified",
+        actor=actor,
+        entry=entry_id,
+        at=at.isoformat() if at else None,
+        indication=result.report.indication.value,
+    )
+    return ReVerification(entry, result.report, at, original)
+
+
+def parse_date(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+# -- export (BagIt, RFC 8493) ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: str
+    entries: int
+    files: int
+    proofs: int
+
+
+def export(
+    runtime: NodeRuntime, query: ArchiveQuery, target: str, *, actor: str, max_entries: int = 10_000
+) -> ExportResult:
+    """Write the selected entries as a BagIt package with their reports, evidence and audit proofs.
+
+    ``data/envelopes/`` holds the exact bytes, ``data/reports/`` the verification reports, ``data/evidence/``
+    the OCSP responses and CRLs, ``data/audit/`` the log's checkpoint, its verifier key and, for every event
+    that names an exported object, the event with its inclusion proof against that checkpoint.
+    """
+    from pathlib import Path
+
+    from node.audit import inclusion, publish_checkpoint
+    from storage.bagit import AUDIT_DIR, BagFile, write_bag
+
+    index = ArchiveIndex(runtime.engine)
+    entries: list[ArchiveEntry] = []
+    page_query = query
+    while True:
+        page = index.search(page_query)
+        entries.extend(page.items)
+        if page.next_cursor is None or len(entries) >= max_entries:
+            break
+        page_query = ArchiveQuery(**{**query.__dict__, "cursor": page.next_cursor})
+    entries = entries[:max_entries]
+    files: list[BagFile] = []
+    wanted: set[str] = set()
+    for entry in entries:
+        files.append(BagFile(f"envelopes/{entry.id}.edxml", runtime.objects.get(entry.object_key)))
+        wanted.add(entry.object_key)
+        if entry.report_key:
+            files.append(BagFile(f"reports/{entry.id}.json", runtime.objects.get(entry.report_key)))
+            wanted.add(entry.report_key)
+        for key in entry.evidence_keys:
+            name = f"evidence/{key.rsplit('/', 1)[-1]}.der"
+            if all(f.path != name for f in files):
+                files.append(BagFile(name, runtime.objects.get(key)))
+        files.append(BagFile(f"entries/{entry.id}.json", json.dumps(entry.as_json(), ensure_ascii=False).encode()))
+    record_event(runtime, "archive.export", actor=actor, count=len(entries), unusual=_METER.add(actor, len(entries)))
+    checkpoint = publish_checkpoint(runtime)
+    proofs = []
+    for first in range(0, checkpoint.size, 4096):
+        for item in runtime.audit.entries(first, min(checkpoint.size, first + 4096)):
+            event = item.event()
+            if any(event.get(k) in wanted for k in ("object", "report")):
+                proofs.append(inclusion(runtime, item.index, checkpoint.size))
+    audit = [
+        BagFile(f"{AUDIT_DIR}/checkpoint.txt", checkpoint.note.encode()),
+        BagFile(f"{AUDIT_DIR}/log-key.txt", (runtime.log_signer.verifier.vkey() + "\n").encode()),
+        BagFile(
+            f"{AUDIT_DIR}/proofs.jsonl",
+            "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in proofs).encode(),
+        ),
+    ]
+    path = write_bag(
+        Path(target),
+        [*files, *audit],
+        info={
+            "Source-Organization": ", ".join(runtime.organisations) or runtime.settings.node_id,
+            "External-Description": f"Liên thông archive export of {len(entries)} envelope(s)",
+            "External-Identifier": f"lienthong/{runtime.settings.node_id}/{checkpoint.size}",
+        },
+    )
+    return ExportResult(str(path), len(entries), len(files) + len(audit), len(proofs))

@@ -1,0 +1,189 @@
+"""``lienthong archive …``: find, retrieve, re-verify and export archived envelopes (every read is audited)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from node.cli.node_cmds import ConfigOption, JsonOption, _fail, _runtime, out
+
+app = typer.Typer(help="The archive: search, get the exact bytes, re-verify, export as BagIt.", no_args_is_help=True)
+ACTOR = "cli"
+
+
+def _query(**filters: object):  # type: ignore[no-untyped-def]
+    from storage.archive import ArchiveQuery
+    from storage.errors import ArchiveQueryError
+
+    try:
+        return ArchiveQuery(**{k: v for k, v in filters.items() if v is not None})  # type: ignore[arg-type]
+    except ArchiveQueryError as e:
+        raise _fail(str(e)) from None
+
+
+@app.command()
+def search(
+    config: ConfigOption = None,
+    text: Annotated[str | None, typer.Option("--text", "-t", help="Words of the subject (accents optional).")] = None,
+    agency: Annotated[str | None, typer.Option(help="The organisation of this node concerned.")] = None,
+    sender: Annotated[str | None, typer.Option()] = None,
+    recipient: Annotated[str | None, typer.Option()] = None,
+    direction: Annotated[str | None, typer.Option(help="in, out or transit.")] = None,
+    kind: Annotated[str | None, typer.Option(help="document or status.")] = None,
+    document_id: Annotated[str | None, typer.Option("--document-id")] = None,
+    code: Annotated[str | None, typer.Option(help="Số/ký hiệu, e.g. 245/BC-STC.")] = None,
+    document_type: Annotated[str | None, typer.Option("--type", help="e.g. Báo cáo.")] = None,
+    status: Annotated[str | None, typer.Option(help="Latest status code, e.g. 06.")] = None,
+    period: Annotated[str | None, typer.Option(help="Report period: 2026, 2026-10, 2026-Q3, 2026-H1.")] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD (promulgation date).")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the archive, newest first."""
+    from node.archive import search as run_search
+
+    try:
+        d_from = date.fromisoformat(date_from) if date_from else None
+        d_to = date.fromisoformat(date_to) if date_to else None
+    except ValueError as e:
+        raise _fail(f"bad date: {e}") from None
+    query = _query(
+        text=text,
+        agency=agency,
+        sender=sender,
+        recipient=recipient,
+        direction=direction,
+        kind=kind,
+        document_id=document_id,
+        code=code,
+        document_type=document_type,
+        status=status,
+        report_period=period,
+        date_from=d_from,
+        date_to=d_to,
+        limit=limit,
+        cursor=cursor,
+    )
+    runtime = _runtime(config)
+    try:
+        page = run_search(runtime, query, actor=ACTOR)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    finally:
+        runtime.close()
+    if as_json:
+        payload = {
+            "items": [e.as_json() for e in page.items],
+            "total": page.total,
+            "total_exact": page.total_exact,
+            "next_cursor": page.next_cursor,
+        }
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        return
+    total = f"{page.total:,}" if page.total_exact else f"more than {page.total:,}"
+    table = Table(title=f"Archive: {total} match(es)", title_justify="left")
+    for column in ("id", "date", "dir", "from", "document", "subject", "status", "verified"):
+        table.add_column(column)
+    for item in page.items:
+        when = (item.promulgation_date or item.archived_at.date()).isoformat()
+        table.add_row(
+            str(item.id),
+            when,
+            item.direction,
+            item.sender,
+            item.code or item.document_id,
+            item.subject[:60],
+            item.latest_status or item.status_code or "",
+            item.verified,
+        )
+    out.print(table)
+    if page.next_cursor:
+        out.print(f"next page: --cursor {page.next_cursor}")
+
+
+@app.command()
+def get(
+    entry_id: Annotated[int, typer.Argument(help="The archive entry id.")],
+    config: ConfigOption = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")] = None,
+) -> None:
+    """The exact bytes of an archived envelope, as stored."""
+    from node.archive import get_entry
+    from storage.errors import StorageError
+
+    runtime = _runtime(config)
+    try:
+        _entry, data = get_entry(runtime, entry_id, actor=ACTOR)
+    except (StorageError, KeyError) as e:
+        raise _fail(str(e)) from None
+    finally:
+        runtime.close()
+    if output is None:
+        sys.stdout.buffer.write(data)
+    else:
+        output.write_bytes(data)
+        out.print(f"wrote {output} ({len(data):,} bytes)")
+
+
+@app.command()
+def verify(
+    entry_id: Annotated[int, typer.Argument(help="The archive entry id.")],
+    config: ConfigOption = None,
+    at_original_time: Annotated[
+        bool, typer.Option("--at-original-time", help="As of when it was archived, from the stored evidence, offline.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify an archived envelope again (exit 0 valid, 1 invalid, 2 indeterminate)."""
+    from node._private.report_render import render_report
+    from node.archive import reverify
+    from storage.errors import StorageError
+
+    runtime = _runtime(config)
+    try:
+        result = reverify(runtime, entry_id, actor=ACTOR, at_original_time=at_original_time)
+    except (StorageError, KeyError) as e:
+        raise _fail(str(e)) from None
+    finally:
+        runtime.close()
+    if as_json:
+        sys.stdout.write(result.report.model_dump_json() + "\n")
+    else:
+        when = f"as of {result.at.isoformat()} (stored evidence)" if result.at else "now"
+        out.print(f"Archive entry {entry_id}, verified {when}:")
+        out.print(render_report(result.report))
+    raise typer.Exit(result.report.exit_code)
+
+
+@app.command()
+def export(
+    target: Annotated[Path, typer.Argument(help="A directory, or a file ending in .zip.")],
+    config: ConfigOption = None,
+    text: Annotated[str | None, typer.Option("--text", "-t")] = None,
+    agency: Annotated[str | None, typer.Option()] = None,
+    sender: Annotated[str | None, typer.Option()] = None,
+    document_id: Annotated[str | None, typer.Option("--document-id")] = None,
+    period: Annotated[str | None, typer.Option()] = None,
+    kind: Annotated[str | None, typer.Option()] = None,
+    max_entries: Annotated[int, typer.Option(min=1)] = 10_000,
+) -> None:
+    """Export a selection as a BagIt package (RFC 8493) with reports, evidence and audit proofs."""
+    from node.archive import export as run_export
+
+    query = _query(
+        text=text, agency=agency, sender=sender, document_id=document_id, report_period=period, kind=kind, limit=500
+    )
+    runtime = _runtime(config)
+    try:
+        result = run_export(runtime, query, str(target), actor=ACTOR, max_entries=max_entries)
+    finally:
+        runtime.close()
+    out.print(f"wrote {result.path}: {result.entries} entries, {result.files} files, {result.proofs} audit proofs")

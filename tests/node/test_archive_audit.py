@@ -1,0 +1,250 @@
+"""The archive and the audit trail on a node, as archivists and auditors use them (``lienthong archive/audit``).
+
+One axis and two agencies in process (revocation hard-fail, so stored evidence matters); a few reports go
+from the department to the ministry; then the ministry's archive is searched, read, re-verified (now and as
+of archiving, offline from stored evidence), exported as BagIt with audit proofs, and its audit log is
+verified, tampered with, and verified again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from node.cli import app
+from node.config import load_settings
+from node.network import AgencySpec, AxisSpec, Network, write_network
+from node.receiving import receive_envelope
+from node.routing import accept_envelope
+from node.runtime import NodeRuntime
+from node.samples import MINISTRY, SENDER
+from node.sending import send_document
+from storage.bagit import verify_bag
+from storage.exchange import EnvelopeRow
+from storage.merkle import verify_inclusion
+from tests.node.exchange_network import report
+
+runner = CliRunner()
+
+
+@dataclass
+class Archive:
+    network: Network
+    ministry_config: Path
+    documents: list[str]
+    pki_dir: Path
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    from signing.devpki import serve_dev_pki
+
+    directory = tmp_path_factory.mktemp("archive")
+    with serve_dev_pki(directory / "pki", port=0) as responders:
+        network = write_network(
+            directory,
+            (AxisSpec("truc", trace_organ_id="000.00.00.G22"),),
+            (
+                AgencySpec("so-tai-chinh", "truc", ((SENDER.organ_id, SENDER.organ_name),)),
+                AgencySpec("bo-tai-chinh", "truc", ((MINISTRY.organ_id, MINISTRY.organ_name),)),
+            ),
+            pki_base_url=responders.url,
+            timestamps=False,
+            revocation="hard-fail",
+        )
+        rt = {n: NodeRuntime(load_settings(p.config)) for n, p in network.nodes.items()}
+        documents = []
+        try:
+            for number in ("401", "402", "403"):
+                sent = send_document(rt["so-tai-chinh"], report(number))
+                with rt["so-tai-chinh"].session() as s:
+                    row = s.get(EnvelopeRow, sent.envelope_id)
+                    assert row is not None
+                    data = rt["so-tai-chinh"].objects.get(row.object_key)
+                axis = rt["truc"]
+                accept_envelope(axis, data, message_id=sent.message_id, from_node=axis.peer("so-tai-chinh"))  # type: ignore[arg-type]
+                with axis.session() as s:
+                    key = s.scalars(
+                        select(EnvelopeRow.object_key).where(EnvelopeRow.message_id == sent.message_id)
+                    ).one()
+                outcome = receive_envelope(
+                    rt["bo-tai-chinh"], axis.objects.get(key), message_id=sent.message_id, recipient=MINISTRY.organ_id
+                )
+                assert outcome.indication == "TOTAL_PASSED"
+                documents.append(sent.document_id)
+        finally:
+            for runtime in rt.values():
+                runtime.close()
+    # the responders are gone from here on: whatever needs revocation data must use what was stored
+    return Archive(network, network.node("bo-tai-chinh").config, documents, directory / "pki")
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def search(archive: Archive, *args: str) -> dict[str, object]:
+    code, output = cli("archive", "search", "--config", str(archive.ministry_config), "--json", *args)
+    assert code == 0, output
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+def test_search_finds_reports_by_words_without_accents_period_and_code(archive: Archive) -> None:
+    found = search(archive, "--text", "bao cao ngan sach", "--direction", "in")
+    items = found["items"]
+    assert isinstance(items, list)
+    assert sorted(i["document_id"] for i in items) == sorted(archive.documents)
+    assert all(i["verified"] == "TOTAL_PASSED" for i in items)
+    assert all(i["report_period"] == "2026-10" for i in items)
+    assert len(search(archive, "--period", "2026-10", "--direction", "in")["items"]) == 3  # type: ignore[arg-type]
+    assert len(search(archive, "--period", "2025-10")["items"]) == 0  # type: ignore[arg-type]
+    one = search(archive, "--code", "402/BC-STC", "--direction", "in")["items"]
+    assert [i["document_id"] for i in one] == [archive.documents[1]]  # type: ignore[union-attr]
+    page = search(archive, "--direction", "in", "--kind", "document", "--limit", "2")
+    assert len(page["items"]) == 2 and page["next_cursor"]  # type: ignore[arg-type]
+    rest = search(
+        archive, "--direction", "in", "--kind", "document", "--limit", "2", "--cursor", str(page["next_cursor"])
+    )
+    assert len(rest["items"]) == 1  # type: ignore[arg-type]
+    code, output = cli("archive", "search", "--config", str(archive.ministry_config), "--period", "tháng mười")
+    assert code == 1 and "period" in output
+
+
+def entry_id(archive: Archive, document_id: str) -> int:
+    items = search(archive, "--document-id", document_id, "--direction", "in")["items"]
+    assert isinstance(items, list) and len(items) == 1
+    return int(items[0]["id"])
+
+
+def test_get_returns_the_exact_stored_bytes(archive: Archive, tmp_path: Path) -> None:
+    import hashlib
+
+    ident = entry_id(archive, archive.documents[0])
+    out = tmp_path / "copy.edxml"
+    code, output = cli("archive", "get", str(ident), "--config", str(archive.ministry_config), "-o", str(out))
+    assert code == 0, output
+    runtime = NodeRuntime(load_settings(archive.ministry_config))
+    try:
+        with runtime.session() as s:
+            row = s.scalars(
+                select(EnvelopeRow).where(
+                    EnvelopeRow.direction == "in", EnvelopeRow.document_id == archive.documents[0]
+                )
+            ).one()
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == row.sha256
+    finally:
+        runtime.close()
+    assert cli("archive", "get", "999999", "--config", str(archive.ministry_config))[0] == 1
+
+
+def test_reverification_as_of_archiving_uses_the_stored_evidence_offline(archive: Archive) -> None:
+    ident = entry_id(archive, archive.documents[1])
+    code, output = cli(
+        "archive", "verify", str(ident), "--config", str(archive.ministry_config), "--at-original-time", "--json"
+    )
+    assert code == 0, output
+    report = json.loads(output.strip().splitlines()[-1])
+    assert len(report["signatures"]) >= 2  # the envelope and the PDF's seal
+    assert {s["indication"] for s in report["signatures"]} == {"TOTAL_PASSED"}
+    # now, with the OCSP responder gone and hard-fail: revocation cannot be checked, so not valid
+    code, _ = cli("archive", "verify", str(ident), "--config", str(archive.ministry_config))
+    assert code != 0
+
+
+def test_export_is_a_valid_bag_with_proofs_that_verify(archive: Archive, tmp_path: Path) -> None:
+    target = tmp_path / "export.zip"
+    code, output = cli(
+        "archive", "export", str(target), "--config", str(archive.ministry_config), "--text", "ngan sach"
+    )
+    assert code == 0, output
+    assert verify_bag(target) == []
+    with zipfile.ZipFile(target) as z:
+        names = z.namelist()
+        proofs = [
+            json.loads(line) for line in z.read(next(n for n in names if n.endswith("audit/proofs.jsonl"))).splitlines()
+        ]
+        checkpoint = z.read(next(n for n in names if n.endswith("audit/checkpoint.txt"))).decode()
+    assert sum(n.endswith(".edxml") for n in names) >= 3
+    assert proofs, "the events that stored the exported envelopes come with inclusion proofs"
+    root = base64.b64decode(checkpoint.splitlines()[2])
+    for p in proofs:
+        verify_inclusion(
+            base64.b64decode(p["leaf_hash"]), p["index"], p["size"], [base64.b64decode(h) for h in p["proof"]], root
+        )
+
+
+def test_every_archive_read_is_an_audit_event(archive: Archive) -> None:
+    search(archive, "--text", "ngan sach")
+    code, output = cli(
+        "audit", "events", "--config", str(archive.ministry_config), "--type", "archive.search", "--json"
+    )
+    assert code == 0, output
+    events = json.loads(output.strip().splitlines()[-1])["events"]
+    assert events and events[0]["event"]["type"] == "archive.search"
+
+
+def test_audit_verify_is_clean_then_names_the_first_tampered_entry(archive: Archive, tmp_path: Path) -> None:
+    import shutil
+
+    # work on a copy: other tests read the original
+    copy_dir = tmp_path / "copy"
+    node_dir = archive.ministry_config.parent
+    shutil.copytree(node_dir, copy_dir)
+    config = copy_dir / "node.yaml"
+    text = config.read_text().replace(str(node_dir), str(copy_dir))
+    config.write_text(text)
+    code, output = cli("audit", "checkpoint", "--config", str(config))
+    assert code == 0, output
+    code, output = cli("audit", "verify", "--config", str(config), "--json")
+    assert code == 0, output
+    clean = json.loads(output.strip().splitlines()[-1])
+    assert clean["ok"] and clean["size"] > 5 and clean["objects"] > 3
+
+    db = sqlite3.connect(copy_dir / "node.db")
+    rows = db.execute("SELECT idx, data FROM audit_entries ORDER BY idx").fetchall()
+    target, data = next((i, data) for i, data in rows if b"message.received" in data)
+    db.execute(
+        "UPDATE audit_entries SET data = ? WHERE idx = ?", (data.replace(b"TOTAL_PASSED", b"TOTAL_FAILED"), target)
+    )
+    db.commit()
+    db.close()
+    code, output = cli("audit", "verify", "--config", str(config), "--json")
+    assert code == 1
+    assert json.loads(output.strip().splitlines()[-1])["first_bad_index"] == target
+
+
+def test_a_replaced_archived_object_is_named_by_audit_verify(archive: Archive, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    copy_dir = tmp_path / "copy"
+    node_dir = archive.ministry_config.parent
+    shutil.copytree(node_dir, copy_dir)
+    config = copy_dir / "node.yaml"
+    config.write_text(config.read_text().replace(str(node_dir), str(copy_dir)))
+    runtime = NodeRuntime(load_settings(config))
+    try:
+        with runtime.session() as s:
+            key = s.scalars(select(EnvelopeRow.object_key).where(EnvelopeRow.direction == "in")).first()
+        assert key is not None
+        events = [e for e in runtime.audit.entries(0, runtime.audit.size()) if e.event().get("object") == key]
+        first = events[0].index
+    finally:
+        runtime.close()
+    path = next((copy_dir / "objects").rglob(key.rsplit("/", 1)[-1]))
+    os.chmod(path, 0o644)
+    path.write_bytes(path.read_bytes().replace(b"edXML", b"EDXML", 1))
+    code, output = cli("audit", "verify", "--config", str(config), "--json")
+    assert code == 1, output
+    result = json.loads(output.strip().splitlines()[-1])
+    assert result["first_bad_index"] == first
+    assert key in " ".join(result["problems"])
