@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -423,6 +423,105 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             "message_id": result.message_id,
             "document_id": result.document_id,
             "recipients": list(result.recipients),
+        }
+
+    # -- archive ---------------------------------------------------------------------------------------
+    @app.get("/api/v1/archive", tags=["archive"])
+    def archive_search(
+        who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "archive:read"))],
+        text: str | None = None,
+        agency: str | None = None,
+        sender: str | None = None,
+        recipient: str | None = None,
+        direction: str | None = None,
+        kind: str | None = None,
+        document_id: str | None = None,
+        code: str | None = None,
+        document_type: str | None = None,
+        status: str | None = None,
+        period: str | None = None,
+        date_from: Annotated[date | None, Query(alias="from")] = None,
+        date_to: Annotated[date | None, Query(alias="to")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        from node.archive import search
+        from storage.archive import ArchiveQuery
+
+        filters: dict[str, Any] = {
+            "text": text,
+            "agency": agency,
+            "sender": sender,
+            "recipient": recipient,
+            "direction": direction,
+            "kind": kind,
+            "document_id": document_id,
+            "code": code,
+            "document_type": document_type,
+            "status": status,
+            "report_period": period,
+            "date_from": date_from,
+            "date_to": date_to,
+        }
+        try:
+            query = ArchiveQuery(
+                **{k: v for k, v in filters.items() if v is not None},
+                limit=limit,
+                cursor=cursor,
+            )
+            page = search(runtime, query, actor=who[0])
+        except ValueError as e:
+            raise ProblemError(400, "bad-query", str(e)) from None
+        return {
+            "items": [e.as_json() for e in page.items],
+            "total": page.total,
+            "total_exact": page.total_exact,
+            "next_cursor": page.next_cursor,
+        }
+
+    @app.get("/api/v1/archive/{entry_id}", tags=["archive"])
+    def archive_entry(
+        entry_id: int, who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "archive:read"))]
+    ) -> dict[str, Any]:
+        from storage.archive import ArchiveIndex
+
+        try:
+            entry = ArchiveIndex(runtime.engine).get(entry_id)
+        except KeyError as e:
+            raise ProblemError(404, "not-found", str(e)) from None
+        record_event(runtime, "archive.read", actor=who[0], count=1, entry=entry_id, unusual=False)
+        return entry.as_json()
+
+    @app.get("/api/v1/archive/{entry_id}/raw", tags=["archive"])
+    def archive_raw(
+        entry_id: int, who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "archive:read"))]
+    ) -> Response:
+        from node.archive import get_entry
+
+        try:
+            _entry, data = get_entry(runtime, entry_id, actor=who[0])
+        except KeyError as e:
+            raise ProblemError(404, "not-found", str(e)) from None
+        return Response(data, media_type="application/xml")
+
+    @app.post("/api/v1/archive/{entry_id}/verify", tags=["archive"])
+    def archive_verify(
+        entry_id: int,
+        who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "archive:read"))],
+        at_original_time: bool = False,
+    ) -> dict[str, Any]:
+        from node.archive import reverify
+
+        try:
+            result = reverify(runtime, entry_id, actor=who[0], at_original_time=at_original_time)
+        except KeyError as e:
+            raise ProblemError(404, "not-found", str(e)) from None
+        return {
+            "entry": entry_id,
+            "at": result.at.isoformat() if result.at else None,
+            "indication": result.report.indication.value,
+            "report": json.loads(result.report.model_dump_json()),
+            "original_report": result.original,
         }
 
     # -- audit -----------------------------------------------------------------------------------------

@@ -106,3 +106,36 @@ def test_archive_benchmark_prints_one_json_object_last() -> None:
     kinds = {"agency_period", "document_id", "code", "text", "text_date", "sender_date", "recipient", "page"}
     assert kinds <= set(result["p95_ms_by_kind"])
     assert isinstance(result["target_met"], bool)
+
+
+EXCHANGE_NUMBERS = (
+    "raw_rsa2048_signs_per_s",
+    "senders_1_envelopes_per_s",
+    "senders_1_p50_ms",
+    "senders_1_p99_ms",
+    "senders_4_envelopes_per_s",
+    "senders_4_p50_ms",
+    "senders_4_p99_ms",
+)
+
+
+def test_exchange_benchmark_prints_one_json_object_last() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "exchange.py"), "--messages", "4"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) > 1, "human-readable lines come before the JSON"
+    result = json.loads(lines[-1])
+    for key in EXCHANGE_NUMBERS:
+        value = result[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), key
+        assert math.isfinite(value) and value > 0, (key, value)
+    assert result["senders_1_p50_ms"] <= result["senders_1_p99_ms"]
+    assert result["messages_per_case"] == 4
+    assert isinstance(result["target_met"], bool)

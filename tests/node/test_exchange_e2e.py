@@ -187,3 +187,48 @@ def test_the_axis_witnesses_each_node_and_refuses_a_rewritten_history(exchange: 
     r = httpx.post(url, content=body, headers=headers)
     assert r.status_code == 409, r.text
     assert r.json()["type"] == "urn:lienthong:problem:fork"
+
+
+def test_archive_and_audit_over_the_api(exchange: Exchange) -> None:
+    import base64
+
+    import httpx
+
+    from storage.merkle import verify_inclusion
+
+    dept, ministry = exchange.clerk("so-tai-chinh"), exchange.clerk("bo-tai-chinh")
+    doc = dept.send(report("110"))["document_id"]
+    wait_until("received", lambda: ministry.received(doc))
+    found = ministry.http.get("/api/v1/archive", params={"text": "tinh hinh thuc hien", "document_id": doc}).json()
+    assert [i["document_id"] for i in found["items"]] == [doc]
+    entry = found["items"][0]
+    assert entry["direction"] == "in" and entry["verified"] == "TOTAL_PASSED" and entry["evidence_keys"]
+    raw = ministry.http.get(f"/api/v1/archive/{entry['id']}/raw")
+    assert raw.status_code == 200 and raw.content.startswith(b"<?xml")
+    again = ministry.http.post(f"/api/v1/archive/{entry['id']}/verify", params={"at_original_time": True}).json()
+    assert again["indication"] == "TOTAL_PASSED"
+    assert ministry.http.get("/api/v1/archive", params={"period": "mười"}).status_code == 400
+
+    # the axis's auditor: a failed authentication stands out, and any event can be proven
+    axis = exchange.network.node("truc-tinh")
+    httpx.get(axis.url + "/api/v1/exchange/inbox")  # unsigned
+    auditor = {"Authorization": f"Bearer {axis.token}"}
+    events = httpx.get(axis.url + "/api/v1/audit/events", params={"notable": True}, headers=auditor).json()["events"]
+    failed = next(e for e in events if e["event"]["type"] == "auth.failed")
+    assert failed["notable"] is True
+    proof = httpx.get(
+        axis.url + "/api/v1/audit/proofs/inclusion", params={"index": failed["index"]}, headers=auditor
+    ).json()
+    verify_inclusion(
+        base64.b64decode(proof["leaf_hash"]),
+        proof["index"],
+        proof["size"],
+        [base64.b64decode(h) for h in proof["proof"]],
+        base64.b64decode(proof["root_hash"]),
+    )
+    checkpoint = httpx.post(axis.url + "/api/v1/audit/checkpoints", headers=auditor).json()
+    assert checkpoint["note"].startswith("lienthong/truc-tinh\n")
+    consistency = httpx.get(
+        axis.url + "/api/v1/audit/proofs/consistency", params={"from": 1, "to": checkpoint["size"]}, headers=auditor
+    )
+    assert consistency.status_code == 200, consistency.text
