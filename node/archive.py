@@ -90,8 +90,12 @@ def archive_envelope(
     )
     index = ArchiveIndex(runtime.engine)
     entry_id = index.add(record)
-    if message.kind == "status" and direction == "in":
+    if message.kind == "status" and direction == "in":  # an answer about a document we sent
         index.update_status(message.header.response_for.document_id, runtime_agency(message), record.status_code or "")
+    elif message.kind == "status" and direction == "out":  # our own answer about a document we received
+        index.update_status(
+            message.header.response_for.document_id, message.header.from_.organ_id, record.status_code or ""
+        )
     return entry_id
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
 
+from adapters.errors import RetryableDeliveryError
 from node.events import record_event
 from node.runtime import NodeRuntime, Peer
 from storage.exchange import EnvelopeRow, OutboxRow
@@ -163,6 +164,9 @@ class Worker(threading.Thread):
         while not self._stop_event.is_set():
             try:
                 busy = self._step()
+            except RetryableDeliveryError as e:  # the peer is down or slow: expected, said in one line
+                log.warning("%s: %s", self.name, e)
+                busy = False
             except Exception:  # a worker must survive anything one message does to it
                 log.exception("%s: step failed", self.name)
                 busy = False

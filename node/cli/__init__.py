@@ -20,6 +20,7 @@ app.command(name="verify")(signatures.verify)
 app.command(name="demo")(demo.demo)
 app.command(name="init")(node_cmds.init)
 app.command(name="serve")(node_cmds.serve)
+app.command(name="register")(node_cmds.register)
 app.command(name="send")(node_cmds.send)
 app.command(name="status")(node_cmds.status)
 app.command(name="answer")(node_cmds.answer)
@@ -31,4 +32,13 @@ app.add_typer(archive_cmds.app, name="archive")
 
 
 def main() -> None:
-    app()
+    from rich.console import Console
+    from rich.text import Text
+
+    from node.errors import NodeError
+
+    try:
+        app()
+    except NodeError as e:  # a configuration or state problem found late: say it, no traceback
+        Console(stderr=True).print(Text.assemble(("error: ", "red"), str(e)))
+        raise SystemExit(2) from None

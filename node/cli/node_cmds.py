@@ -301,6 +301,10 @@ def init(
     pki_url: Annotated[str, typer.Option("--pki-url", help="Where `lienthong pki serve` will answer.")] = (
         "http://127.0.0.1:8479"
     ),
+    pki_dir: Annotated[
+        Path | None,
+        typer.Option("--pki", help="A development PKI to use (made here if missing; default DIRECTORY/pki)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing node.yaml.")] = False,
 ) -> None:
     """Write a node's config, its Ed25519 node key and (agency) a development PKI for its organisations."""
@@ -318,12 +322,23 @@ def init(
     config_path = directory / "node.yaml"
     if config_path.exists() and not force:
         raise _fail(f"{config_path} exists; use --force to replace it")
-    public = write_node_key(directory / "node-key.pem")
-    config: dict[str, object] = {"role": role, "node_id": node_id, "port": port, "data_dir": "var"}
+    config: dict[str, object] = {
+        "role": role,
+        "node_id": node_id,
+        "port": port,
+        "data_dir": "var",
+        "node_key": "node-key.pem",
+    }
+    pki_path = (pki_dir or directory / "pki").resolve()
     if role == "axis":
         if not trace_organ_id:
             raise _fail("an axis needs --trace-organ-id (the organisation code it writes into TraceHeader)")
         config |= {"trace_organ_id": trace_organ_id, "nodes": []}
+        if (pki_path / "pki.json").is_file():
+            from signing.devpki import DevPki
+
+            pki = DevPki.load(pki_path)
+            config["trust"] = {"roots": [str(pki.root.path)], "intermediates": [str(pki.issuing_ca.path)]}
     else:
         organs = organ or []
         if not organs:
@@ -332,7 +347,15 @@ def init(
             raise _fail("give --axis-key: the axis's public key (it prints it at `lienthong init --role axis`)")
         try:
             pairs = [parse_organ(o) for o in organs]
-            pki = create_dev_pki(directory / "pki", pairs, base_url=pki_url, overwrite=force)
+            if (pki_path / "pki.json").is_file():
+                from signing.devpki import DevPki
+
+                pki = DevPki.load(pki_path)
+                missing = [code for code, _ in pairs if code not in {o.code for o in pki.organs}]
+                if missing:
+                    raise DevPkiError(f"the PKI in {pki_path} has no certificates for {', '.join(missing)}")
+            else:
+                pki = create_dev_pki(pki_path, pairs, base_url=pki_url)
         except DevPkiError as e:
             raise _fail(str(e)) from None
         config |= {
@@ -352,9 +375,50 @@ def init(
             "trust": {"roots": [str(pki.root.path)], "intermediates": [str(pki.issuing_ca.path)]},
             "timestamp_url": pki.urls.tsa,
         }
+    key_path = directory / "node-key.pem"
+    if key_path.exists():  # the node's identity is kept: its peers know this key
+        from adapters.httpsig import NodeKey
+
+        public = NodeKey.load(key_path, node_id).public_key_b64
+    else:
+        public = write_node_key(key_path)
+    (directory / "public-key.txt").write_text(public + "\n", encoding="ascii")
     config_path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    out.print(f"wrote {config_path} and {directory / 'node-key.pem'}")
-    out.print(f"node public key (register it at the axis): [bold]{public}[/]")
+    out.print(f"wrote {config_path} and {key_path}")
+    out.print(f"node public key (register it at the axis; also in public-key.txt): [bold]{public}[/]")
     if role == "agency":
-        out.print(f"development PKI (NOT FOR PRODUCTION) in {directory / 'pki'}; serve it with `lienthong pki serve`")
+        out.print(f"development PKI (NOT FOR PRODUCTION) in {pki_path}; serve it with `lienthong pki serve {pki_path}`")
     out.print(f"run it: lienthong serve --config {config_path}")
+
+
+def register(
+    node_id: Annotated[str, typer.Argument(help="The node id to register with this axis.")],
+    public_key: Annotated[str, typer.Option("--public-key", help="Its Ed25519 public key (base64).")],
+    organ: Annotated[list[str], typer.Option("--organ", help="A code it speaks for (CODE, or CODE/* for a subtree).")],
+    config: ConfigOption = None,
+    url: Annotated[str | None, typer.Option(help="Where the axis may push to it.")] = None,
+) -> None:
+    """Register an agency node (or a child axis) in this axis's config; restart the axis to apply."""
+    import os
+
+    import yaml
+
+    from node.config import RegisteredNode, load_settings
+
+    path = config or (Path(os.environ["LIENTHONG_CONFIG"]) if "LIENTHONG_CONFIG" in os.environ else None)
+    if path is None:
+        raise _fail("give --config (the axis's node.yaml)")
+    settings = load_settings(path)
+    if settings.role != "axis":
+        raise _fail(f"{path} is the config of an {settings.role} node; only an axis has a registry")
+    try:
+        entry = RegisteredNode(id=node_id, public_key=public_key, organisations=tuple(organ), url=url)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    nodes = [n for n in data.get("nodes") or [] if n.get("id") != node_id]
+    nodes.append(entry.model_dump(exclude_none=True, mode="json"))
+    data["nodes"] = nodes
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    load_settings(path)  # the file stays valid
+    out.print(f"registered {node_id} for {', '.join(organ)} in {path}; restart the axis to apply")
