@@ -41,6 +41,9 @@ test: lint typecheck unit
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/edxml.py
 	$(BIN)/python benchmarks/signing.py
+	$(BIN)/python benchmarks/exchange.py
+	$(BIN)/python benchmarks/archive.py
+	$(BIN)/python benchmarks/audit.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -298,9 +298,9 @@ def init(
         str, typer.Option("--trace-organ-id", help="axis: the code written in TraceHeader.")
     ] = "",
     port: Annotated[int, typer.Option(help="The port to listen on.")] = 8400,
-    pki_url: Annotated[str, typer.Option("--pki-url", help="Where `lienthong pki serve` will answer.")] = (
-        "http://127.0.0.1:8479"
-    ),
+    pki_url: Annotated[
+        str, typer.Option("--pki-url", help="Where `lienthong pki serve` will answer.")
+    ] = "http://127.0.0.1:8777",
     pki_dir: Annotated[
         Path | None,
         typer.Option("--pki", help="A development PKI to use (made here if missing; default DIRECTORY/pki)."),
