@@ -18,11 +18,11 @@ from node.errors import NotFoundError
 from node.events import record_event
 from node.routing import REFUSED_QUIRKS
 from node.runtime import NodeRuntime
-from node.sending import archive_sent, describe, queue_in, sign_message, status_message
+from node.sending import archive_sent, describe, queue_in, sign_message, status_message, status_row
 from schemas import StatusCode
 from signing.envelope import EnvelopeVerification, verify_envelope
 from signing.pdf import verify_pdf
-from storage.exchange import EnvelopeRow, StatusRow
+from storage.exchange import EnvelopeRow
 
 MAX_REASON = 1000
 
@@ -97,20 +97,7 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
             s.add(row)
             s.flush()
             if message.kind == "status" and passed:
-                sh = message.header
-                s.add(
-                    StatusRow(
-                        document_id=sh.response_for.document_id,
-                        document_sender=sh.response_for.organ_id,
-                        reporter=sh.from_.organ_id,
-                        status_code=sh.status_code.code,
-                        description=sh.description,
-                        staff=sh.staff_info.staff,
-                        stated_at=sh.timestamp,
-                        message_id=message_id,
-                        direction="in",
-                    )
-                )
+                s.add(status_row(message, message_id, "in"))
             answered = queue_in(s, runtime, answer_bytes, answer) if answer is not None else None
             envelope_id = row.id
     except IntegrityError:

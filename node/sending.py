@@ -184,7 +184,7 @@ def queue_in(
     s.flush()
     s.add(OutboxRow(envelope_id=row.id, destination=upstream.node_id))
     if message.kind == "status":
-        _record_own_status(s, message, message_id)
+        s.add(status_row(message, message_id, "out"))
     return SendResult(row.id, message_id, row.document_id, tuple(row.recipients), object_key=ref.key)
 
 
@@ -288,18 +288,17 @@ def _recipients_of_sent(s: Session, document_id: str) -> list[str]:
     return sorted({r for recipients in rows for r in recipients})
 
 
-def _record_own_status(s: Session, message: StatusMessage, message_id: str) -> None:
+def status_row(message: StatusMessage, message_id: str, direction: str) -> StatusRow:
+    """The status history row of a status message we sent (``out``) or received (``in``)."""
     h = message.header
-    s.add(
-        StatusRow(
-            document_id=h.response_for.document_id,
-            document_sender=h.response_for.organ_id,
-            reporter=h.from_.organ_id,
-            status_code=h.status_code.code,
-            description=h.description,
-            staff=h.staff_info.staff,
-            stated_at=h.timestamp,
-            message_id=message_id,
-            direction="out",
-        )
+    return StatusRow(
+        document_id=h.response_for.document_id,
+        document_sender=h.response_for.organ_id,
+        reporter=h.from_.organ_id,
+        status_code=h.status_code.code,
+        description=h.description,
+        staff=h.staff_info.staff,
+        stated_at=h.timestamp,
+        message_id=message_id,
+        direction=direction,
     )

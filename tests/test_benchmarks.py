@@ -6,8 +6,35 @@ import json
 import math
 import subprocess
 import sys
+from typing import Any
 
 from tests.conftest import REPO
+
+
+def run_benchmark(script: str, *args: str, timeout: float = 300) -> dict[str, Any]:
+    """Run ``benchmarks/SCRIPT`` with ``args``; its JSON last line, after checking human lines come first."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) > 1, "human-readable lines come before the JSON"
+    result = json.loads(lines[-1])
+    assert isinstance(result, dict)
+    return result
+
+
+def assert_positive_numbers(result: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        value = result[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), key
+        assert math.isfinite(value) and value > 0, (key, value)
+
 
 EDXML_NUMBERS = (
     "message_bytes",
@@ -22,25 +49,8 @@ EDXML_NUMBERS = (
 
 
 def test_edxml_benchmark_prints_one_json_object_last() -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "edxml.py"), "--seconds", "0.05"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()
-    assert len(lines) > 1, "human-readable lines come before the JSON"
-    result = json.loads(lines[-1])
-    assert isinstance(result, dict)
-    for key in EDXML_NUMBERS:
-        value = result[key]
-        assert isinstance(value, int | float), key
-        assert not isinstance(value, bool), key
-        assert math.isfinite(value), (key, value)
-        assert value > 0, (key, value)
+    result: dict[str, Any] = run_benchmark("edxml.py", "--seconds", "0.05")
+    assert_positive_numbers(result, EDXML_NUMBERS)
     assert result["message_bytes"] > result["pdf_bytes"] >= 900_000
     for key in ("python", "lxml"):
         assert isinstance(result[key], str), key
@@ -59,24 +69,8 @@ AUDIT_NUMBERS = (
 
 
 def test_audit_benchmark_prints_one_json_object_last() -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "audit.py"), "--entries", "5000", "--seconds", "0.05"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()
-    assert len(lines) > 1, "human-readable lines come before the JSON"
-    result = json.loads(lines[-1])
-    for key in AUDIT_NUMBERS:
-        value = result[key]
-        assert isinstance(value, int | float), key
-        assert not isinstance(value, bool), key
-        assert math.isfinite(value), (key, value)
-        assert value > 0, (key, value)
+    result: dict[str, Any] = run_benchmark("audit.py", "--entries", "5000", "--seconds", "0.05")
+    assert_positive_numbers(result, AUDIT_NUMBERS)
     assert result["entries"] == 5000
     assert 250 <= result["event_bytes"] <= 350
 
@@ -85,22 +79,8 @@ ARCHIVE_NUMBERS = ("entries", "queries", "search_p50_ms", "search_p95_ms", "sear
 
 
 def test_archive_benchmark_prints_one_json_object_last() -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "archive.py"), "--entries", "1500", "--queries", "90"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()
-    assert len(lines) > 1, "human-readable lines come before the JSON"
-    result = json.loads(lines[-1])
-    for key in ARCHIVE_NUMBERS:
-        value = result[key]
-        assert isinstance(value, int | float) and not isinstance(value, bool), key
-        assert math.isfinite(value) and value > 0, (key, value)
+    result: dict[str, Any] = run_benchmark("archive.py", "--entries", "1500", "--queries", "90")
+    assert_positive_numbers(result, ARCHIVE_NUMBERS)
     assert result["entries"] == 1500 and result["queries"] == 90
     assert result["search_p50_ms"] <= result["search_p95_ms"] <= result["search_p99_ms"]
     kinds = {"agency_period", "document_id", "code", "text", "text_date", "sender_date", "recipient", "page"}
@@ -120,22 +100,8 @@ EXCHANGE_NUMBERS = (
 
 
 def test_exchange_benchmark_prints_one_json_object_last() -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "exchange.py"), "--messages", "4"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()
-    assert len(lines) > 1, "human-readable lines come before the JSON"
-    result = json.loads(lines[-1])
-    for key in EXCHANGE_NUMBERS:
-        value = result[key]
-        assert isinstance(value, int | float) and not isinstance(value, bool), key
-        assert math.isfinite(value) and value > 0, (key, value)
+    result: dict[str, Any] = run_benchmark("exchange.py", "--messages", "4")
+    assert_positive_numbers(result, EXCHANGE_NUMBERS)
     assert result["senders_1_p50_ms"] <= result["senders_1_p99_ms"]
     assert result["messages_per_case"] == 4
     assert isinstance(result["target_met"], bool)

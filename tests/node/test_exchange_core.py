@@ -266,3 +266,53 @@ def test_message_ids_are_64_hex(nodes: Nodes) -> None:
     with pytest.raises(SignError):
         envelope_message_id(build_message(report("210")))
     assert sign_envelope  # imported for the reader: the id is over what sign_envelope wrote
+
+
+def test_backoff_grows_with_jitter_and_stays_under_the_maximum() -> None:
+    import random
+
+    from node.delivery import backoff_seconds
+
+    rng = random.Random(7)
+    waits = [backoff_seconds(n, 1.0, 60.0, rng) for n in range(1, 12)]
+    assert 0.5 <= waits[0] <= 1.0
+    assert 4.0 <= waits[3] <= 8.0
+    assert all(w <= 60.0 for w in waits)
+    assert waits[-1] >= 30.0
+    assert len({round(backoff_seconds(3, 1.0, 60.0), 6) for _ in range(20)}) > 1  # jitter
+
+
+def test_unreachable_axis_means_retry_then_dead_letter_with_an_alert(
+    nodes: Nodes, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from node.delivery import claim_due, deliver_one
+
+    dept = nodes["so-tai-chinh"]  # its axis is not running in this module: connections are refused
+    result = send_document(dept, report("211"))
+    with dept.session() as s:
+        row = s.scalars(select(OutboxRow).where(OutboxRow.envelope_id == result.envelope_id)).one()
+        row_id = row.id
+    assert row_id in claim_due(dept, 500)
+    assert row_id not in claim_due(dept, 500), "a leased row is not handed out twice"
+    clients: dict[str, object] = {}
+    assert deliver_one(dept, row_id, clients) == "retry"
+    with dept.session() as s:
+        row = s.get(OutboxRow, row_id)
+        assert row is not None and row.attempts == 1 and row.state == "pending"
+        assert row.next_attempt_at > datetime.now(UTC) and row.last_error
+        # older than the maximum age: the next failure is final
+        s.execute(
+            update(OutboxRow).where(OutboxRow.id == row_id).values(created_at=datetime.now(UTC) - timedelta(days=3))
+        )
+    with caplog.at_level("ERROR"):
+        assert deliver_one(dept, row_id, clients) == "dead"
+    assert "ALERT" in caplog.text and result.message_id in caplog.text
+    with dept.session() as s:
+        row = s.get(OutboxRow, row_id)
+        assert row is not None and row.state == "dead"
+    types = [e.event()["type"] for e in dept.audit.entries(0, dept.audit.size())]
+    assert "delivery.dead" in types
