@@ -577,6 +577,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         since: datetime | None = None,
         until: datetime | None = None,
         notable: bool = False,
+        outcome: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         from node.audit import query_events
@@ -588,6 +589,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             since=since,
             until=until,
             notable_only=notable,
+            outcome=outcome,
             limit=limit,
         )
         return {"events": found}

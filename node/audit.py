@@ -126,6 +126,7 @@ def query_events(
     since: datetime | None = None,
     until: datetime | None = None,
     notable_only: bool = False,
+    outcome: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """Events, newest first, filtered; each with its index and whether an auditor should look at it."""
@@ -138,6 +139,8 @@ def query_events(
         for entry in reversed(runtime.audit.entries(first, stop)):
             event = entry.event()
             if not _matches(event, types, agency, since, until, notable_only):
+                continue
+            if outcome is not None and outcome not in {str(event.get(k)) for k in ("indication", "reason", "why")}:
                 continue
             out.append({"index": entry.index, "notable": is_notable(event), "event": event})
             if len(out) >= limit:

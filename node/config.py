@@ -121,6 +121,17 @@ class DeliveryConfig(_Strict):
     workers: int = Field(default=2, ge=1, le=32)
 
 
+class RetentionConfig(_Strict):
+    """How long archived objects are locked (write-once, object lock COMPLIANCE on S3), per document class.
+
+    Classes the node uses: ``document``, ``status``, ``report`` (verification reports), ``evidence``
+    (OCSP responses, CRLs).
+    """
+
+    default_days: int = Field(default=3650, ge=0, le=36_500)
+    per_class: dict[str, int] = Field(default_factory=dict)
+
+
 class NodeSettings(BaseSettings):
     """Everything a node needs to run; see docs/configuration in the README."""
 
@@ -133,6 +144,7 @@ class NodeSettings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str | None = None
     object_store: str | None = None
+    retention: RetentionConfig = RetentionConfig()
     node_key: Path | None = None
     trace_organ_id: str | None = None  # the code an axis writes into TraceHeader; agency: its first organisation
     organisations: tuple[OrganisationConfig, ...] = ()

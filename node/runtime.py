@@ -78,7 +78,14 @@ class NodeRuntime:
         if create:
             create_schema(self.engine)
         self.sessions = session_factory(self.engine)
-        self.objects = open_object_store(settings.objects_url)
+        from storage.errors import ObjectStoreConfigError
+        from storage.retention import RetentionPolicy
+
+        try:
+            retention = RetentionPolicy.from_config(settings.retention.model_dump())
+            self.objects = open_object_store(settings.objects_url, retention)
+        except ObjectStoreConfigError as e:
+            raise ConfigError(f"object store: {e}") from None
         self._lock = threading.Lock()
         self._trust: TrustStore | None = None
         self._pdf_keys: dict[tuple[str, str], PdfSigningKey] = {}

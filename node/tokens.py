@@ -14,6 +14,7 @@ from enum import StrEnum
 from sqlalchemy import select
 
 from node.errors import NodeError
+from node.events import record_event
 from node.runtime import NodeRuntime
 from storage.exchange import ApiTokenRow
 
@@ -56,6 +57,7 @@ def create_token(runtime: NodeRuntime, name: str, role: Role) -> str:
         if s.scalars(select(ApiTokenRow).where(ApiTokenRow.name == name)).first() is not None:
             raise NodeError(f"a token named {name!r} exists already (revoke it first)")
         s.add(ApiTokenRow(name=name, role=role.value, token_sha256=_digest(token)))
+    record_event(runtime, "admin.token_created", name=name, role=role.value)
     return token
 
 
@@ -66,6 +68,7 @@ def revoke_token(runtime: NodeRuntime, name: str) -> None:
             raise NodeError(f"no token named {name!r}")
         row.revoked = True
         row.name = f"{name}#revoked-{row.id}"
+    record_event(runtime, "admin.token_revoked", name=name)
 
 
 def list_tokens(runtime: NodeRuntime) -> list[tuple[str, str, bool]]:

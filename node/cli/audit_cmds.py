@@ -54,6 +54,9 @@ def events(
     since: Annotated[datetime | None, typer.Option(help="ISO 8601 time.")] = None,
     until: Annotated[datetime | None, typer.Option(help="ISO 8601 time.")] = None,
     notable: Annotated[bool, typer.Option("--notable", help="Only what an auditor should look at.")] = False,
+    outcome: Annotated[
+        str | None, typer.Option(help="Only this outcome: an indication (TOTAL_FAILED…) or a refusal reason.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     as_json: JsonOption = False,
 ) -> None:
@@ -69,6 +72,7 @@ def events(
             since=_aware(since),
             until=_aware(until),
             notable_only=notable,
+            outcome=outcome,
             limit=limit,
         )
     finally:
