@@ -284,18 +284,15 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
                 live.state = "done" if body.outcome == "done" else "failed"
                 live.outcome_reason = body.reason
                 live.acked_at = datetime.now(UTC)
-                first = True
-            else:
-                first = False
-        if first:
-            record_event(
-                runtime,
-                "message.delivered" if body.outcome == "done" else "delivery.failed",
-                message_id=row.message_id,
-                recipient=row.recipient,
-                node=call.peer.node_id,
-                reason=body.reason,
-            )
+                record_event(
+                    runtime,
+                    "message.delivered" if body.outcome == "done" else "delivery.failed",
+                    session=s,
+                    message_id=row.message_id,
+                    recipient=row.recipient,
+                    node=call.peer.node_id,
+                    reason=body.reason,
+                )
         return signed_bytes(runtime, request, b"", "application/json", 204)
 
     # -- clerks and integrators -----------------------------------------------------------------------

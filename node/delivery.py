@@ -113,14 +113,15 @@ def deliver_one(runtime: NodeRuntime, row_id: int, clients: dict[str, object]) -
                     .where(OutboxRow.id == row_id)
                     .values(state="done", done_at=now, attempts=attempts + 1, lease_until=None, last_error=None)
                 )
-            record_event(
-                runtime,
-                "message.sent",
-                message_id=message_id,
-                to=destination,
-                axis_status=getattr(receipt, "status", "accepted"),
-                attempts=attempts + 1,
-            )
+                record_event(
+                    runtime,
+                    "message.sent",
+                    session=s,
+                    message_id=message_id,
+                    to=destination,
+                    axis_status=getattr(receipt, "status", "accepted"),
+                    attempts=attempts + 1,
+                )
             return "sent"
     delivery = runtime.settings.delivery
     too_old = (now - created).total_seconds() > delivery.max_age

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from node.runtime import NodeRuntime
 
 log = logging.getLogger("lienthong.events")
@@ -18,11 +20,16 @@ log = logging.getLogger("lienthong.events")
 NOTABLE = frozenset({"auth.failed", "envelope.refused", "message.refused", "delivery.dead", "verification.failed"})
 
 
-def record_event(runtime: NodeRuntime, event_type: str, **fields: Any) -> None:
-    """Record one event: the log line always, the audit log when the runtime has one."""
+def record_event(runtime: NodeRuntime, event_type: str, *, session: Session | None = None, **fields: Any) -> None:
+    """Record one event: the log line always, and a leaf of the audit log.
+
+    With ``session`` the leaf is part of that session's transaction: the event is in the log if and only
+    if the change it describes was committed.
+    """
     event = {"type": event_type, "node": runtime.settings.node_id, "time": datetime.now(UTC).isoformat(), **fields}
     level = logging.WARNING if event_type in NOTABLE else logging.INFO
     log.log(level, "%s %s", event_type, " ".join(f"{k}={v}" for k, v in fields.items()))
-    sink = getattr(runtime, "audit_sink", None)
-    if sink is not None:
-        sink(event)
+    if session is not None:
+        runtime.audit.append_in(session.connection(), [event])
+    else:
+        runtime.audit.append(event)

@@ -100,6 +100,27 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
                 s.add(status_row(message, message_id, "in"))
             answered = queue_in(s, runtime, answer_bytes, answer) if answer is not None else None
             envelope_id = row.id
+            record_event(
+                runtime,
+                "message.received",
+                session=s,
+                message_id=message_id,
+                recipient=recipient,
+                sender=str(describe(message)["sender"]),
+                kind=message.kind,
+                indication=indication,
+                object=ref.key,
+                report=report_ref.key,
+            )
+            if not passed:
+                record_event(
+                    runtime,
+                    "verification.failed",
+                    session=s,
+                    message_id=message_id,
+                    recipient=recipient,
+                    reasons=list(reasons),
+                )
     except IntegrityError:
         # Another worker stored the same delivery between our check and our commit.
         again = _existing(runtime, message_id, recipient)
@@ -120,18 +141,6 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
     )
     if answered is not None and answer is not None:
         archive_sent(runtime, answered, answer)
-    record_event(
-        runtime,
-        "message.received",
-        message_id=message_id,
-        recipient=recipient,
-        kind=message.kind,
-        indication=indication,
-        object=ref.key,
-        report=report_ref.key,
-    )
-    if not passed:
-        record_event(runtime, "verification.failed", message_id=message_id, recipient=recipient, reasons=list(reasons))
     return ReceiveOutcome(
         envelope_id,
         message.kind,

@@ -131,6 +131,17 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
                         kind=str(fields["kind"]),
                     )
                 )
+            record_event(
+                runtime,
+                "envelope.accepted",
+                session=s,
+                message_id=message_id,
+                node=from_node.node_id,
+                sender=sender,
+                recipients=list(recipients),
+                routes=dict(sorted(plan.items())),
+                object=ref.key,
+            )
     except IntegrityError:
         again = _already_accepted(runtime, message_id)
         if again is None:
@@ -145,16 +156,6 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
         object_key=ref.key,
         agency=sender,
         verified=result.report.indication.value,
-    )
-    record_event(
-        runtime,
-        "envelope.accepted",
-        message_id=message_id,
-        node=from_node.node_id,
-        sender=sender,
-        recipients=list(recipients),
-        routes=dict(sorted(plan.items())),
-        object=ref.key,
     )
     return AcceptResult(message_id, "accepted", recipients)
 

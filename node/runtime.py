@@ -98,6 +98,10 @@ class NodeRuntime:
             up = settings.upstream
             self.upstream = Peer(up.node_id, up.public_key_bytes(base), url=up.url, speaks_for_all=True)
             self.peers.setdefault(up.node_id, self.upstream)
+        if create:
+            # Now, outside any transaction: the log's head row is made on a connection of its own, which would
+            # wait forever behind a session already holding SQLite's write lock.
+            self.audit  # noqa: B018
 
     # -- database
     @contextmanager
@@ -199,9 +203,6 @@ class NodeRuntime:
         from storage.auditlog import AuditLog
 
         return AuditLog(self.engine)
-
-    def audit_sink(self, event: dict[str, Any]) -> None:
-        self.audit.append(event)
 
     @property
     def log_origin(self) -> str:

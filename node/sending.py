@@ -145,14 +145,6 @@ def queue_signed(runtime: NodeRuntime, signed: bytes, message: Message, *, clien
     with runtime.session() as s:
         result = queue_in(s, runtime, signed, message, client_key=client_key)
     archive_sent(runtime, result, message)
-    record_event(
-        runtime,
-        "message.signed",
-        message_id=result.message_id,
-        sender=describe(message)["sender"],
-        document_id=result.document_id,
-        kind=message.kind,
-    )
     return result
 
 
@@ -185,6 +177,18 @@ def queue_in(
     s.add(OutboxRow(envelope_id=row.id, destination=upstream.node_id))
     if message.kind == "status":
         s.add(status_row(message, message_id, "out"))
+    record_event(
+        runtime,
+        "message.signed",
+        session=s,
+        message_id=message_id,
+        sender=fields["sender"],
+        recipients=fields["recipients"],
+        document_id=fields["document_id"],
+        kind=message.kind,
+        status_code=fields.get("status_code"),
+        object=ref.key,
+    )
     return SendResult(row.id, message_id, row.document_id, tuple(row.recipients), object_key=ref.key)
 
 

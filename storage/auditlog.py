@@ -102,21 +102,28 @@ class AuditLog:
         """
         if not leaves:
             return []
+        with self._engine.begin() as conn:
+            return self._append(conn, leaves)
+
+    def append_in(self, conn: Connection, events: Iterable[Mapping[str, Any]]) -> list[AuditEntry]:
+        """Append events inside the caller's transaction on ``conn``: they are committed (or rolled back)
+        together with whatever else the transaction changes, so a state change and its event cannot part."""
+        leaves = [event_leaf(event) for event in events]
+        return self._append(conn, leaves) if leaves else []
+
+    def _append(self, conn: Connection, leaves: Sequence[bytes]) -> list[AuditEntry]:
         hashes = [leaf_hash(data) for data in leaves]
         now = datetime.now(UTC)
-        with self._engine.begin() as conn:
-            size, blob = self._lock_head(conn)
-            frontier, tree_rows = extend(size, decode_frontier(size, blob), hashes)
-            conn.execute(
-                insert(ENTRIES),
-                [{"idx": size + i, "data": data, "appended_at": now} for i, data in enumerate(leaves)],
-            )
-            conn.execute(insert(TREE), tree_rows)
-            conn.execute(
-                update(HEAD)
-                .where(HEAD.c.id == HEAD_ID)
-                .values(size=size + len(leaves), frontier=encode_frontier(frontier))
-            )
+        size, blob = self._lock_head(conn)
+        frontier, tree_rows = extend(size, decode_frontier(size, blob), hashes)
+        conn.execute(
+            insert(ENTRIES),
+            [{"idx": size + i, "data": data, "appended_at": now} for i, data in enumerate(leaves)],
+        )
+        conn.execute(insert(TREE), tree_rows)
+        conn.execute(
+            update(HEAD).where(HEAD.c.id == HEAD_ID).values(size=size + len(leaves), frontier=encode_frontier(frontier))
+        )
         return [AuditEntry(size + i, h, data, now) for i, (h, data) in enumerate(zip(hashes, leaves, strict=True))]
 
     # Reading.

@@ -108,6 +108,13 @@ def test_the_route_grows_and_the_signature_still_verifies_at_the_end(nodes: Node
     again = receive_envelope(ministry, final, message_id=result.message_id, recipient=MINISTRY.organ_id)
     assert again.duplicate and again.envelope_id == outcome.envelope_id
     assert count(ministry, EnvelopeRow, message_id=result.message_id, direction="in") == 1
+    # the event was committed with the row it describes: exactly one, however often it was delivered
+    received = [
+        e.event()
+        for e in ministry.audit.entries(0, ministry.audit.size())
+        if e.event()["type"] == "message.received" and e.event()["message_id"] == result.message_id
+    ]
+    assert len(received) == 1 and received[0]["indication"] == "TOTAL_PASSED"
 
 
 def test_axis_refuses_what_it_must_and_stores_nothing(nodes: Nodes) -> None:
