@@ -10,10 +10,11 @@ import logging
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -139,6 +140,21 @@ def node_auth(runtime: NodeRuntime) -> Callable[[Request], Awaitable[NodeCall]]:
     return dependency
 
 
+T = TypeVar("T")
+
+
+async def verifying(app: FastAPI, work: Callable[[], T]) -> T:
+    """Run signature-verifying ``work`` on the app's small verification pool.
+
+    Verification is CPU-bound, so more threads would not make it faster; a few long-lived threads also keep
+    their revocation fetchers (and so their cached OCSP responses) instead of starting cold in new threads.
+    """
+    import asyncio
+
+    pool: ThreadPoolExecutor = app.state.verification_pool
+    return await asyncio.get_running_loop().run_in_executor(pool, work)
+
+
 def signed_json(runtime: NodeRuntime, request: Request, payload: Any, status: int = 200) -> Response:
     return signed_bytes(runtime, request, json.dumps(payload, ensure_ascii=False).encode(), "application/json", status)
 
@@ -208,6 +224,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             yield
         finally:
             workers.stop()
+            app.state.verification_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title=f"Liên thông {runtime.settings.role} node {runtime.settings.node_id}",
@@ -216,6 +233,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         description="Exchange of signed edXML envelopes between state agencies. See docs/protocol.md.",
     )
     app.state.runtime, app.state.workers = runtime, workers
+    app.state.verification_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
     _install_problem_handlers(app)
     auth_node = node_auth(runtime)
 
@@ -226,15 +244,14 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         call: Annotated[NodeCall, Depends(auth_node)],
         message_id: Annotated[str, Header(alias="Lienthong-Message-Id")] = "",
     ) -> Response:
-        import anyio
 
         from node.routing import RefusedError, accept_envelope
 
         if runtime.settings.role != "axis":
             return await _push_to_agency(runtime, request, call, message_id)
         try:
-            result = await anyio.to_thread.run_sync(
-                lambda: accept_envelope(runtime, call.body, message_id=message_id, from_node=call.peer)
+            result = await verifying(
+                app, lambda: accept_envelope(runtime, call.body, message_id=message_id, from_node=call.peer)
             )
         except RefusedError as e:
             raise ProblemError(e.status, e.slug, e.detail) from None
@@ -736,7 +753,6 @@ async def _wait_for_mail(app: FastAPI, timeout: float) -> None:
 
 async def _push_to_agency(runtime: NodeRuntime, request: Request, call: NodeCall, message_id: str) -> Response:
     """An axis pushing to an agency node: receive for every organisation of ours the envelope is for."""
-    import anyio
 
     from node.receiving import ReceiveOutcome, receive_envelope
     from node.routing import MESSAGE_ID
@@ -752,7 +768,7 @@ async def _push_to_agency(runtime: NodeRuntime, request: Request, call: NodeCall
     def receive_all() -> list[ReceiveOutcome]:
         return [receive_envelope(runtime, call.body, message_id=message_id, recipient=r) for r in recipients]
 
-    outcomes = await anyio.to_thread.run_sync(receive_all)
+    outcomes = await verifying(request.app, receive_all)
     duplicate = all(o.duplicate for o in outcomes)
     payload = {"message_id": message_id, "status": "duplicate" if duplicate else "accepted", "recipients": recipients}
     return signed_json(runtime, request, payload, 200 if duplicate else 202)
