@@ -96,11 +96,12 @@ EXCHANGE_NUMBERS = (
     "senders_4_envelopes_per_s",
     "senders_4_p50_ms",
     "senders_4_p99_ms",
+    "unloaded_p50_ms",
 )
 
 
 def test_exchange_benchmark_prints_one_json_object_last() -> None:
-    result: dict[str, Any] = run_benchmark("exchange.py", "--messages", "4")
+    result: dict[str, Any] = run_benchmark("exchange.py", "--messages", "4", "--unloaded", "2")
     assert_positive_numbers(result, EXCHANGE_NUMBERS)
     assert result["senders_1_p50_ms"] <= result["senders_1_p99_ms"]
     assert result["messages_per_case"] == 4
