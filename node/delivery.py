@@ -81,7 +81,7 @@ def claim_due(runtime: NodeRuntime, limit: int) -> list[int]:
 
 def deliver_one(runtime: NodeRuntime, row_id: int, clients: dict[str, object]) -> str:
     """Try to hand one outbox row to its destination; return ``sent``, ``retry`` or ``dead``."""
-    from adapters.errors import PermanentDeliveryError, RetryableDeliveryError
+    from adapters.errors import PermanentDeliveryError
 
     with runtime.session() as s:
         row = s.get(OutboxRow, row_id)
@@ -94,6 +94,7 @@ def deliver_one(runtime: NodeRuntime, row_id: int, clients: dict[str, object]) -
     now = datetime.now(UTC)
     error: str
     permanent = False
+    retry_after = 0.0
     if peer is None:
         error, permanent = f"unknown destination node {destination}", True
     else:
@@ -106,6 +107,7 @@ def deliver_one(runtime: NodeRuntime, row_id: int, clients: dict[str, object]) -
             error, permanent = str(e), True
         except RetryableDeliveryError as e:
             error = str(e)
+            retry_after = float(getattr(e, "retry_after", None) or 0.0)  # the peer asked: never sooner
         else:
             with runtime.session() as s:
                 s.execute(
@@ -136,7 +138,7 @@ def deliver_one(runtime: NodeRuntime, row_id: int, clients: dict[str, object]) -
         record_event(runtime, "delivery.dead", message_id=message_id, to=destination, why=why, error=error[:500])
         log.error("ALERT: message %s to %s is dead-lettered (%s): %s", message_id, destination, why, error)
         return "dead"
-    wait = backoff_seconds(attempts + 1, delivery.initial_backoff, delivery.max_backoff)
+    wait = max(backoff_seconds(attempts + 1, delivery.initial_backoff, delivery.max_backoff), retry_after)
     with runtime.session() as s:
         s.execute(
             update(OutboxRow)
