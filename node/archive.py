@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
 from node.events import record_event
 from node.runtime import NodeRuntime
 from schemas import Message
@@ -63,8 +66,9 @@ def archive_envelope(
     verified: str = "",
     report_key: str | None = None,
     evidence_keys: tuple[str, ...] = (),
+    session: Session | None = None,
 ) -> int:
-    """Index one stored envelope copy; its archive entry id."""
+    """Index one stored envelope copy; its archive entry id. With ``session``, inside its transaction."""
     from node.sending import describe
 
     fields = describe(message)
@@ -89,13 +93,19 @@ def archive_envelope(
         evidence_keys=evidence_keys,
     )
     index = ArchiveIndex(runtime.engine)
-    entry_id = index.add(record)
-    if message.kind == "status" and direction == "in":  # an answer about a document we sent
-        index.update_status(message.header.response_for.document_id, runtime_agency(message), record.status_code or "")
-    elif message.kind == "status" and direction == "out":  # our own answer about a document we received
-        index.update_status(
-            message.header.response_for.document_id, message.header.from_.organ_id, record.status_code or ""
-        )
+    if session is None:
+        with runtime.engine.begin() as conn:
+            return _index(index, conn, record, message, direction)
+    return _index(index, session.connection(), record, message, direction)
+
+
+def _index(index: ArchiveIndex, conn: Connection, record: ArchiveRecord, message: Message, direction: str) -> int:
+    entry_id = index.add_in(conn, [record])[0]
+    if message.kind == "status":
+        # in: an answer about a document we sent (it is archived for its sender); out: our own answer about a
+        # document we received (archived for us, the answering organisation)
+        agency = runtime_agency(message) if direction == "in" else message.header.from_.organ_id
+        index.update_status_in(conn, message.header.response_for.document_id, agency, record.status_code or "")
     return entry_id
 
 

@@ -18,7 +18,7 @@ from node.errors import NotFoundError
 from node.events import record_event
 from node.routing import REFUSED_QUIRKS
 from node.runtime import NodeRuntime
-from node.sending import archive_sent, describe, queue_in, sign_message, status_message, status_row
+from node.sending import describe, queue_in, sign_message, status_message, status_row
 from schemas import StatusCode
 from signing.envelope import EnvelopeVerification, verify_envelope
 from signing.pdf import verify_pdf
@@ -73,6 +73,7 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
         report.model_dump_json().encode(), document_class="report", content_type="application/json"
     )
     ref = runtime.objects.put(data, document_class=message.kind, content_type="application/xml")
+    evidence = store_evidence(runtime)
     answer = None
     if message.kind == "document":
         code = StatusCode.ARRIVED if passed else StatusCode.REFUSED
@@ -98,8 +99,22 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
             s.flush()
             if message.kind == "status" and passed:
                 s.add(status_row(message, message_id, "in"))
-            answered = queue_in(s, runtime, answer_bytes, answer) if answer is not None else None
             envelope_id = row.id
+            archive_envelope(
+                runtime,
+                envelope_id=envelope_id,
+                direction="in",
+                message=message,
+                message_id=message_id,
+                object_key=ref.key,
+                agency=recipient,
+                verified=indication,
+                report_key=report_ref.key,
+                evidence_keys=evidence,
+                session=s,
+            )
+            if answer is not None:
+                queue_in(s, runtime, answer_bytes, answer)
             record_event(
                 runtime,
                 "message.received",
@@ -127,20 +142,6 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
         if again is None:
             raise
         return again
-    archive_envelope(
-        runtime,
-        envelope_id=envelope_id,
-        direction="in",
-        message=message,
-        message_id=message_id,
-        object_key=ref.key,
-        agency=recipient,
-        verified=indication,
-        report_key=report_ref.key,
-        evidence_keys=store_evidence(runtime),
-    )
-    if answered is not None and answer is not None:
-        archive_sent(runtime, answered, answer)
     return ReceiveOutcome(
         envelope_id,
         message.kind,

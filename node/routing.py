@@ -131,6 +131,17 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
                         kind=str(fields["kind"]),
                     )
                 )
+            archive_envelope(
+                runtime,
+                envelope_id=envelope_id,
+                direction="transit",
+                message=message,
+                message_id=message_id,
+                object_key=ref.key,
+                agency=sender,
+                verified=result.report.indication.value,
+                session=s,
+            )
             record_event(
                 runtime,
                 "envelope.accepted",
@@ -147,16 +158,6 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
         if again is None:
             raise
         return again
-    archive_envelope(
-        runtime,
-        envelope_id=envelope_id,
-        direction="transit",
-        message=message,
-        message_id=message_id,
-        object_key=ref.key,
-        agency=sender,
-        verified=result.report.indication.value,
-    )
     return AcceptResult(message_id, "accepted", recipients)
 
 

@@ -143,9 +143,7 @@ def sign_message(runtime: NodeRuntime, organisation: str, message: Message) -> b
 def queue_signed(runtime: NodeRuntime, signed: bytes, message: Message, *, client_key: str | None = None) -> SendResult:
     """Keep the signed envelope and queue it for the upstream axis, in one transaction."""
     with runtime.session() as s:
-        result = queue_in(s, runtime, signed, message, client_key=client_key)
-    archive_sent(runtime, result, message)
-    return result
+        return queue_in(s, runtime, signed, message, client_key=client_key)
 
 
 def queue_in(
@@ -155,6 +153,7 @@ def queue_in(
     upstream = runtime.upstream
     if upstream is None:
         raise SendError("this node has no upstream axis to send through")
+    from node.archive import archive_envelope
     from signing.envelope import envelope_message_id
 
     message_id = envelope_message_id(signed)
@@ -189,22 +188,17 @@ def queue_in(
         status_code=fields.get("status_code"),
         object=ref.key,
     )
-    return SendResult(row.id, message_id, row.document_id, tuple(row.recipients), object_key=ref.key)
-
-
-def archive_sent(runtime: NodeRuntime, result: SendResult, message: Message) -> None:
-    """Index a committed outgoing envelope in the archive."""
-    from node.archive import archive_envelope
-
     archive_envelope(
         runtime,
-        envelope_id=result.envelope_id,
+        envelope_id=row.id,
         direction="out",
         message=message,
-        message_id=result.message_id,
-        object_key=result.object_key,
+        message_id=message_id,
+        object_key=ref.key,
         agency=message.header.from_.organ_id,
+        session=s,
     )
+    return SendResult(row.id, message_id, row.document_id, tuple(row.recipients), object_key=ref.key)
 
 
 def describe(message: Message) -> dict[str, object]:

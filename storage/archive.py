@@ -231,29 +231,41 @@ class ArchiveIndex:
 
     def add_many(self, records: Iterable[ArchiveRecord]) -> list[int]:
         """Index many copies in one transaction (all or none); their ids, in order."""
+        records = list(records)
+        if not records:
+            return []
+        with self._engine.begin() as conn:
+            return self.add_in(conn, records)
+
+    def add_in(self, conn: Connection, records: Iterable[ArchiveRecord]) -> list[int]:
+        """Index copies inside the caller's transaction on ``conn``: they are indexed if and only if the
+        change that stored them is committed."""
         rows = [_row_values(r) for r in records]
         if not rows:
             return []
-        with self._engine.begin() as conn:
-            ids = _insert_entries(conn, [values for values, _ in rows])
-            links = [
-                {"entry_id": entry_id, "recipient": recipient, "doc_date": values["doc_date"]}
-                for entry_id, (values, recipients) in zip(ids, rows, strict=True)
-                for recipient in recipients
-            ]
-            if links:
-                conn.execute(insert(RECIPIENTS), links)
+        ids = _insert_entries(conn, [values for values, _ in rows])
+        links = [
+            {"entry_id": entry_id, "recipient": recipient, "doc_date": values["doc_date"]}
+            for entry_id, (values, recipients) in zip(ids, rows, strict=True)
+            for recipient in recipients
+        ]
+        if links:
+            conn.execute(insert(RECIPIENTS), links)
         return ids
 
     def update_status(self, document_id: str, agency: str, code: str) -> int:
         """Record ``code`` as the latest status of the documents ``document_id`` archived for ``agency``;
         how many entries changed. The caller decides what "latest" means (statuses may arrive out of order)."""
         with self._engine.begin() as conn:
-            result = conn.execute(
-                update(ENTRIES)
-                .where(ENTRIES.c.document_id == document_id, ENTRIES.c.agency == agency, ENTRIES.c.kind == "document")
-                .values(latest_status=code)
-            )
+            return self.update_status_in(conn, document_id, agency, code)
+
+    def update_status_in(self, conn: Connection, document_id: str, agency: str, code: str) -> int:
+        """:meth:`update_status` inside the caller's transaction on ``conn``."""
+        result = conn.execute(
+            update(ENTRIES)
+            .where(ENTRIES.c.document_id == document_id, ENTRIES.c.agency == agency, ENTRIES.c.kind == "document")
+            .values(latest_status=code)
+        )
         return int(result.rowcount)
 
     # Reading.

@@ -323,3 +323,24 @@ def test_unreachable_axis_means_retry_then_dead_letter_with_an_alert(
         assert row is not None and row.state == "dead"
     types = [e.event()["type"] for e in dept.audit.entries(0, dept.audit.size())]
     assert "delivery.dead" in types
+
+
+def test_a_failed_transaction_leaves_no_event_and_no_archive_entry(nodes: Nodes) -> None:
+    """The envelope row, its audit event and its archive entry are one transaction: all or nothing."""
+    from storage.archive import ArchiveIndex, ArchiveQuery
+
+    dept = nodes["so-tai-chinh"]
+    size = dept.audit.size()
+    before = ArchiveIndex(dept.engine).count(ArchiveQuery(direction="out"))
+    message = report("212")
+    result = send_document(dept, message, client_key="atomic-212")
+    assert dept.audit.size() == size + 1
+    assert ArchiveIndex(dept.engine).count(ArchiveQuery(direction="out")) == before + 1
+    # the same client key again, forced past the idempotency check: the unique constraint fails the commit
+    from node.sending import queue_signed, sign_message
+
+    with pytest.raises(Exception, match="UNIQUE|unique"):
+        queue_signed(dept, sign_message(dept, SENDER.organ_id, message), message, client_key="atomic-212")
+    assert dept.audit.size() == size + 1, "no event for what was rolled back"
+    assert ArchiveIndex(dept.engine).count(ArchiveQuery(direction="out")) == before + 1
+    assert result.envelope_id
