@@ -121,3 +121,46 @@ def test_random_kills_lose_nothing_and_duplicate_nothing(network: RunningNetwork
         wait_until(f"01 for {document_id}", lambda d=document_id: any(h["code"] == "01" for h in dept.statuses(d)), 120)
         history = dept.statuses(document_id)
         assert Counter(h["code"] for h in history)["01"] == 1, history
+
+
+def test_duplicate_and_out_of_order_deliveries_are_stored_once(network: RunningNetwork) -> None:
+    """The sender's node hands the same envelope over again, out of turn, after newer ones: nothing changes."""
+    from adapters.httpsig import NodeKey, sign_request
+    from node.config import load_settings
+    from node.runtime import NodeRuntime
+    from storage.exchange import EnvelopeRow
+
+    first = send_with_retries(network, "981")
+    second = send_with_retries(network, "982")
+    plan = network.network.node("bo-tai-chinh")
+    ministry = Clerk(plan.url, plan.token)
+    wait_until(
+        "both delivered",
+        lambda: ministry.received(str(second["document_id"])) and ministry.received(str(first["document_id"])),
+    )
+
+    sender_plan = network.network.node("so-tai-chinh")
+    runtime = NodeRuntime(load_settings(sender_plan.config), create=False)
+    try:
+        with runtime.session() as s:
+            from sqlalchemy import select
+
+            key = s.scalars(
+                select(EnvelopeRow.object_key).where(
+                    EnvelopeRow.direction == "out", EnvelopeRow.message_id == str(first["message_id"])
+                )
+            ).one()
+        data = runtime.objects.get(key)
+    finally:
+        runtime.close()
+    node_key = NodeKey.load(network.network.directory / "so-tai-chinh" / "node-key.pem", "so-tai-chinh")
+    url = network.network.node("truc").url + "/api/v1/exchange/envelopes"
+    for _ in range(3):  # the older envelope again, after the newer one, three times
+        headers = {"content-type": "application/xml", "lienthong-message-id": str(first["message_id"])}
+        headers |= sign_request("POST", url, headers, data, node_key)
+        r = httpx.post(url, content=data, headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "duplicate"
+    time.sleep(1.0)
+    copies = [r for r in ministry.received(kind="document") if r["message_id"] == first["message_id"]]
+    assert len(copies) == 1
