@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the system tools the test suite uses are present: independent verifiers (xmlsec1, pdfsig with
-# an NSS database), a PKCS#11 token (SoftHSM2) and a Vietnamese-capable Times-compatible font.
+# an NSS database), a PKCS#11 token (SoftHSM2), a Vietnamese-capable Times-compatible font and PostgreSQL
+# (the tests start their own throwaway cluster; no system service is used).
 # Installs what is missing with apt-get when it can (root, Debian/Ubuntu). Under CI=true a tool that is
 # still missing is an error; elsewhere the tests that need it skip and say why.
 set -uo pipefail
@@ -23,6 +24,10 @@ done
 for f in "${FILES_OF[@]}"; do
   [ -e "$f" ] || missing+=("$FILE_PACKAGE")
 done
+# A real PostgreSQL for the database tests: Debian keeps initdb off the PATH, under /usr/lib/postgresql/*/bin.
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  missing+=(postgresql)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')

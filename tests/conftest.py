@@ -7,9 +7,14 @@ loudly instead. Outside CI a skip says why.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.pgserver import PostgresServer
 
 # Session fixtures shared across packages (test CA, SoftHSM token) are defined once, here, so that one
 # process never creates two tokens: PKCS#11 modules read their configuration only once.
@@ -45,3 +50,34 @@ def corpus() -> Path:
     path = _corpus_dir()
     require((path / "README.md").is_file(), f"test corpus not found at {path} (set LIENTHONG_CORPUS)")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (a throwaway cluster started here)."""
+    import shutil
+    import tempfile
+
+    from tests.pgserver import find_tool, postgres_server
+
+    require(find_tool("initdb") is not None, "PostgreSQL's initdb is not installed (Debian package postgresql)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        require(False, "the psycopg driver is not installed (pip install 'psycopg[binary]')")
+    # Not under pytest's tmp_path: its parents are private to this user, and the server runs as "postgres".
+    directory = Path(tempfile.mkdtemp(prefix="lienthong-pg-"))
+    try:
+        with postgres_server(directory) as server:
+            yield server
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh empty database: SQLite (the embedded default), then PostgreSQL (production), same tests."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'node.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()

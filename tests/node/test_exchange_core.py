@@ -37,13 +37,18 @@ class Nodes:
         return self.runtimes[node_id]
 
 
-@pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def nodes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+    """Every node with its own database: SQLite files (the embedded default), then PostgreSQL databases."""
     from signing.devpki import serve_dev_pki
 
     directory: Path = tmp_path_factory.mktemp("core")
+    extra: dict[str, dict[str, object]] = {}
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres")
+        extra = {n.node_id: {"database_url": server.new_database()} for n in (*AXES, *AGENCIES)}
     with serve_dev_pki(directory / "pki", port=0) as responders:
-        network = write_network(directory, AXES, AGENCIES, pki_base_url=responders.url, timestamps=False)
+        network = write_network(directory, AXES, AGENCIES, pki_base_url=responders.url, timestamps=False, extra=extra)
         runtimes = {n: NodeRuntime(load_settings(p.config)) for n, p in network.nodes.items()}
         try:
             yield Nodes(network, runtimes)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,8 +21,8 @@ ORIGIN = "node.example/000.00.00.G22/audit"
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
     create_schema(engine)
     yield engine
     engine.dispose()
@@ -222,7 +221,7 @@ def test_whole_tree_rewritten_is_caught_by_the_signed_checkpoints(engine: Engine
     forged[25] = canonical_json({"forged": True})
     _sql(engine, "DELETE FROM audit_entries")
     _sql(engine, "DELETE FROM audit_tree")
-    _sql(engine, "UPDATE audit_head SET size = 0, frontier = x''")
+    _sql(engine, "UPDATE audit_head SET size = 0, frontier = :empty", empty=b"")
     log.append_leaves(forged)
     result = verify_log(engine, key.verifier.vkey())
     assert not result.ok
