@@ -72,11 +72,17 @@ _TITLES = {
 
 
 def _remember_nonce(runtime: NodeRuntime) -> Callable[[str, str, datetime], bool]:
+    # Spent nonces are kept in the database (replicas share them) until well after their signatures expired;
+    # the expired ones are swept once a minute, not on every request.
+    swept = [datetime.min.replace(tzinfo=UTC)]
+
     def remember(key_id: str, nonce: str, expires_at: datetime) -> bool:
         now = datetime.now(UTC)
         try:
             with runtime.session() as s:
-                s.execute(delete(NonceRow).where(NonceRow.expires_at < now - timedelta(minutes=10)))
+                if now - swept[0] > timedelta(minutes=1):
+                    s.execute(delete(NonceRow).where(NonceRow.expires_at < now - timedelta(minutes=10)))
+                    swept[0] = now
                 s.add(NonceRow(key_id=key_id, nonce=nonce, expires_at=expires_at))
         except IntegrityError:
             return False
