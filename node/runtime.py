@@ -22,7 +22,7 @@ from schemas import OrganCode, OrganEntry, OrganRegistry, is_valid_organ_code
 from signing.keys import KEYS, KeyReference, Passphrase, SigningKey
 from signing.timestamps import HttpTimestamper
 from signing.trust import TrustStore
-from storage.db import create_schema, make_engine, session_factory
+from storage.db import make_engine, session_factory
 
 if TYPE_CHECKING:
     from adapters.httpsig import NodeKey
@@ -76,7 +76,9 @@ class NodeRuntime:
         self.data_path.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(settings.database)
         if create:
-            create_schema(self.engine)
+            from storage.migrate import upgrade
+
+            upgrade(self.engine)
         self.sessions = session_factory(self.engine)
         from storage.errors import ObjectStoreConfigError
         from storage.retention import RetentionPolicy

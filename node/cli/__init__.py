@@ -27,6 +27,7 @@ app.command(name="answer")(node_cmds.answer)
 app.command(name="recall")(node_cmds.recall)
 app.command(name="inbox")(node_cmds.inbox)
 app.add_typer(node_cmds.token_app, name="token")
+app.add_typer(node_cmds.db_app, name="db")
 app.add_typer(audit_cmds.app, name="audit")
 app.add_typer(archive_cmds.app, name="archive")
 

@@ -422,3 +422,47 @@ def register(
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     load_settings(path)  # the file stays valid
     out.print(f"registered {node_id} for {', '.join(organ)} in {path}; restart the axis to apply")
+
+
+db_app = typer.Typer(help="The node's database schema (Alembic migrations).", no_args_is_help=True)
+
+
+def _engine(config: Path | None):  # type: ignore[no-untyped-def]
+    from node.config import load_settings
+    from storage.db import make_engine
+
+    try:
+        return make_engine(load_settings(config).database)
+    except NodeError as e:
+        raise _fail(str(e)) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Bring the database to the schema of this version (also done at every start)."""
+    from storage.migrate import upgrade
+
+    engine = _engine(config)
+    try:
+        out.print(f"database at revision {upgrade(engine)}")
+    finally:
+        engine.dispose()
+
+
+@db_app.command("current")
+def db_current(config: ConfigOption = None) -> None:
+    """The database's revision, the newest this program knows, and whether the schema matches."""
+    from storage.migrate import current, head, schema_differences
+
+    engine = _engine(config)
+    try:
+        now, newest = current(engine), head()
+        differences = schema_differences(engine) if now is not None else []
+    finally:
+        engine.dispose()
+    out.print(f"database revision: {now or 'none (run lienthong db upgrade)'}; this program: {newest}")
+    if differences:
+        out.print(f"[red]the schema differs from the models in {len(differences)} place(s)[/]")
+        raise typer.Exit(1)
+    if now != newest:
+        raise typer.Exit(1)

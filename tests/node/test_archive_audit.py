@@ -248,3 +248,11 @@ def test_a_replaced_archived_object_is_named_by_audit_verify(archive: Archive, t
     result = json.loads(output.strip().splitlines()[-1])
     assert result["first_bad_index"] == first
     assert key in " ".join(result["problems"])
+
+
+def test_db_current_says_the_schema_is_the_newest(archive: Archive) -> None:
+    from storage.migrate import head
+
+    code, output = cli("db", "current", "--config", str(archive.ministry_config))
+    assert code == 0, output
+    assert f"database revision: {head()}" in output
