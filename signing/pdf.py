@@ -41,6 +41,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields, signers
 from pyhanko.sign.fields import SigFieldSpec
+from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_signer import PdfSigner
 from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.sign.validation import async_validate_pdf_signature
@@ -310,6 +311,8 @@ class PdfSigningKey:
     def __init__(self, key: SigningKey) -> None:
         self.key = key
         self.signer = pyhanko_signer(key)
+        # CMS sizes this key's signatures needed, by (timestamped, long-term): how much room to reserve
+        self.cms_sizes: dict[tuple[bool, bool], int] = {}
 
 
 def sign_pdf(
@@ -322,43 +325,74 @@ def sign_pdf(
     signing_time: datetime | None = None,
 ) -> bytes:
     """Add one PAdES signature (an incremental update; earlier signatures stay valid)."""
-    try:
-        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
-    except (PdfError, ValueError) as e:
-        raise SignError(f"not a PDF that can be signed: {e}") from None
-    existing = sum(1 for _ in fields.enumerate_sig_fields(writer.prev))
-    field_name = options.field_name or f"{options.role.value.capitalize()}{existing + 1}"
-    style, box, page = _style(options, writer)
     when = (signing_time or datetime.now(VIETNAM_TIME)).astimezone(VIETNAM_TIME).replace(microsecond=0)
-    meta = signers.PdfSignatureMetadata(
-        field_name=field_name,
-        md_algorithm="sha256",
-        subfilter=fields.SigSeedSubFilter.PADES,
-        reason=options.reason or None,
-        location=options.location or None,
-        embed_validation_info=long_term is not None,
-        validation_context=long_term.validation_context(None) if long_term is not None else None,
-    )
-    pdf_signer = PdfSigner(
-        meta,
-        signer=key.signer,
-        timestamper=timestamper,
-        stamp_style=style,
-        new_field_spec=SigFieldSpec(sig_field_name=field_name, on_page=page, box=_int_box(box)),
-    )
-    params = {
-        "organisation": options.organisation_name or _organisation(key.key.certificate),
-        "signing_time": when.isoformat(),
-    }
-    # Reserving room for the CMS ourselves spares pyHanko a dry-run signature to measure it.
-    reserved = 8192 + 4 * sum(len(c.public_bytes(Encoding.DER)) for c in (key.key.certificate, *key.key.chain))
+
+    def attempt(reserved: int) -> bytes:
+        try:
+            writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
+        except (PdfError, ValueError) as e:
+            raise SignError(f"not a PDF that can be signed: {e}") from None
+        existing = sum(1 for _ in fields.enumerate_sig_fields(writer.prev))
+        field_name = options.field_name or f"{options.role.value.capitalize()}{existing + 1}"
+        style, box, page = _style(options, writer)
+        meta = signers.PdfSignatureMetadata(
+            field_name=field_name,
+            md_algorithm="sha256",
+            subfilter=fields.SigSeedSubFilter.PADES,
+            reason=options.reason or None,
+            location=options.location or None,
+            embed_validation_info=long_term is not None,
+            validation_context=long_term.validation_context(None) if long_term is not None else None,
+        )
+        pdf_signer = PdfSigner(
+            meta,
+            signer=key.signer,
+            timestamper=timestamper,
+            stamp_style=style,
+            new_field_spec=SigFieldSpec(sig_field_name=field_name, on_page=page, box=_int_box(box)),
+        )
+        params = {
+            "organisation": options.organisation_name or _organisation(key.key.certificate),
+            "signing_time": when.isoformat(),
+        }
+        try:
+            out = pdf_signer.sign_pdf(writer, appearance_text_params=params, bytes_reserved=reserved)
+        except (PdfError, SignatureValidationError, SigningError, ValueError) as e:
+            raise SignError(f"could not sign the PDF: {e}") from e
+        return bytes(out.getbuffer())
+
+    # Reserving room for the CMS ourselves spares pyHanko a dry-run signature to measure it. The first
+    # signature with a key gets a generous room; later ones the size that key's CMS turned out to need, with
+    # a margin: every verifier reads the reserved /Contents as hex, so unused room costs each of them time.
+    generous = 8192 + 4 * sum(len(c.public_bytes(Encoding.DER)) for c in (key.key.certificate, *key.key.chain))
     if timestamper is not None:
-        reserved += 12288
+        generous += 12288
+    shape = (timestamper is not None, long_term is not None)
+    learned = key.cms_sizes.get(shape)
+    # pyHanko counts the room in hex digits, two per CMS byte
+    reserved = generous if learned is None else min(generous, 2 * (learned + max(2048, learned // 4)))
     try:
-        out = pdf_signer.sign_pdf(writer, appearance_text_params=params, bytes_reserved=reserved)
-    except (PdfError, SignatureValidationError, ValueError) as e:
-        raise SignError(f"could not sign the PDF: {e}") from e
-    return bytes(out.getbuffer())
+        signed = attempt(reserved)
+    except SignError as e:
+        if reserved == generous or "larger than expected" not in str(e):
+            raise
+        signed = attempt(generous)  # the CMS grew (a longer timestamp token): the generous room again
+    size = _cms_size(signed)
+    if size is not None:
+        key.cms_sizes[shape] = max(size, key.cms_sizes.get(shape, 0))
+    return signed
+
+
+def _cms_size(pdf: bytes) -> int | None:
+    """How many bytes of the last signature's reserved /Contents the CMS actually uses (trailing zeros padded)."""
+    start = pdf.rfind(b"/Contents <")
+    if start < 0:
+        return None
+    end = pdf.find(b">", start)
+    if end < 0:
+        return None
+    hex_digits = pdf[start + len(b"/Contents <") : end].rstrip(b"0")
+    return len(hex_digits) // 2 + 1
 
 
 # --- verification -------------------------------------------------------------------------------------

@@ -210,3 +210,25 @@ def test_cannot_sign_what_is_not_a_pdf(key: PdfSigningKey) -> None:
 
     with pytest.raises(SignError, match="PDF"):
         sign_pdf(b"hello", key)
+
+
+def test_room_for_the_signature_shrinks_to_what_the_key_needs(test_ca: CaFixture, trust: TrustStore) -> None:
+    """The first signature reserves generously; later ones what the key's CMS needed, plus a margin."""
+    fresh = PdfSigningKey(load_pem(test_ca.rsa.key_path, test_ca.rsa.cert_path, test_ca.chain_path))
+    pdf = sample_pdf("room", size=20_000)
+    options = PdfSignOptions(role=SignatureRole.ORGANISATION)
+    first = sign_pdf(pdf, fresh, options)
+    learned = fresh.cms_sizes[(False, False)]
+    second = sign_pdf(pdf, fresh, options)
+    assert len(second) < len(first) - 4000
+    assert fresh.cms_sizes[(False, False)] == learned
+    for signed in (first, second):
+        assert [r.indication for r in verify_pdf("room.pdf", signed, trust)] == [Indication.TOTAL_PASSED]
+
+
+def test_a_room_too_small_is_retried_with_the_generous_one(test_ca: CaFixture, trust: TrustStore) -> None:
+    fresh = PdfSigningKey(load_pem(test_ca.rsa.key_path, test_ca.rsa.cert_path, test_ca.chain_path))
+    fresh.cms_sizes[(False, False)] = 10  # as if the CMS had been tiny: the room will not hold the real one
+    signed = sign_pdf(sample_pdf("retry", size=5_000), fresh, PdfSignOptions(role=SignatureRole.ORGANISATION))
+    assert [r.indication for r in verify_pdf("retry.pdf", signed, trust)] == [Indication.TOTAL_PASSED]
+    assert fresh.cms_sizes[(False, False)] > 1000  # learned the real size
