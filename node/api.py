@@ -241,6 +241,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
     app.state.runtime, app.state.workers = runtime, workers
     app.state.verification_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
     _install_problem_handlers(app)
+    _limit_request_bodies(app, runtime.settings.max_envelope_bytes + UPLOAD_OVERHEAD)
     auth_node = node_auth(runtime)
 
     # -- exchange: node ↔ axis -------------------------------------------------------------------------
@@ -792,6 +793,23 @@ def _recipients_here(runtime: NodeRuntime, data: bytes) -> list[str]:
     else:
         wanted = [message.header.response_for.organ_id]
     return [w for w in wanted if w in runtime.organisations]
+
+
+UPLOAD_OVERHEAD = 4 * 1024 * 1024  # a message description and multipart framing around the files
+
+
+def _limit_request_bodies(app: FastAPI, limit: int) -> None:
+    """Refuse a declared body over ``limit`` before any of it is read (the exchange API checks as it reads)."""
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        declared = request.headers.get("content-length")
+        # exchange requests are measured as they are read, and refused with a signed answer (node_auth)
+        if not request.url.path.startswith(EXCHANGE) and declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                detail = f"the body is {int(declared):,} bytes; the limit is {limit:,}"
+                return problem_response(413, "too-large", detail)
+        return await call_next(request)
 
 
 def _install_problem_handlers(app: FastAPI) -> None:

@@ -204,3 +204,13 @@ def test_another_nodes_delivery_cannot_be_fetched(exchange: Exchange) -> None:
     headers = sign_request("GET", url, {}, b"", node_key(exchange, "bo-tai-chinh"))
     problem(httpx.get(url, headers=headers), 401)
     assert Path(exchange.network.directory / "truc-tinh.log").exists()
+
+
+def test_an_oversized_clerk_upload_is_413_before_it_is_read(exchange: Exchange) -> None:
+    plan = exchange.network.node("truc-tinh")  # the axis: its limit is the small one of this network
+    r = httpx.post(
+        plan.url + "/api/v1/messages",
+        content=b"x" * (MAX_AXIS_UPLOAD + 5 * 1024 * 1024),
+        headers={"Authorization": f"Bearer {plan.token}", "content-type": "multipart/form-data; boundary=x"},
+    )
+    problem(r, 413)
