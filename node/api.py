@@ -803,12 +803,11 @@ def _limit_request_bodies(app: FastAPI, limit: int) -> None:
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        declared = request.headers.get("content-length")
+        declared = request.headers.get("content-length") or ""
+        size = int(declared) if declared.isdigit() else 0
         # exchange requests are measured as they are read, and refused with a signed answer (node_auth)
-        if not request.url.path.startswith(EXCHANGE) and declared is not None and declared.isdigit():
-            if int(declared) > limit:
-                detail = f"the body is {int(declared):,} bytes; the limit is {limit:,}"
-                return problem_response(413, "too-large", detail)
+        if size > limit and not request.url.path.startswith(EXCHANGE):
+            return problem_response(413, "too-large", f"the body is {size:,} bytes; the limit is {limit:,}")
         return await call_next(request)
 
 
