@@ -254,11 +254,16 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
 
 
-def run(entries: int, queries: int, seed: int) -> dict[str, Any]:
+def run(entries: int, queries: int, seed: int, database_url: str | None = None) -> dict[str, Any]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="lienthong-archive-bench-") as tmp:
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'node.db'}")
-        create_schema(engine)
+        engine = make_engine(database_url or f"sqlite:///{Path(tmp) / 'node.db'}")
+        if database_url:
+            from storage.migrate import upgrade
+
+            upgrade(engine)  # an empty database of another kind: the production schema, migrated
+        else:
+            create_schema(engine)
         index = ArchiveIndex(engine)
         seconds, sample = build(index, entries)
         print(f"indexed {entries:,} entries in {seconds:.1f} s ({entries / seconds:,.0f} entries/s)", flush=True)
@@ -332,10 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, default=100_000, help="archive entries to index (100,000)")
     parser.add_argument("--queries", type=int, default=2_000, help="searches to time, all kinds interleaved (2,000)")
     parser.add_argument("--seed", type=int, default=9, help="seed of the query mix (the data's is fixed)")
+    parser.add_argument("--database-url", help="an empty database to use instead of a new SQLite file (PostgreSQL)")
     args = parser.parse_args(argv)
     if args.entries < 200 or args.queries < 9:
         parser.error("--entries must be >= 200 and --queries >= 9 (one of each kind)")
-    result = run(args.entries, args.queries, args.seed)
+    result = run(args.entries, args.queries, args.seed, args.database_url)
     print(json.dumps(_rounded(result), ensure_ascii=False), flush=True)
     return 0
 

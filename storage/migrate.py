@@ -18,11 +18,15 @@ from sqlalchemy import Engine, inspect
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FIRST_REVISION = "0001"
 FTS_PREFIX = "archive_subject_fts"
+HAND_MADE_INDEXES = frozenset({"ix_archive_subject_trgm"})
 
 
 def include_name(name: str | None, type_: str, _parent_names: object) -> bool:
-    """What Alembic compares: not SQLite's FTS5 table and its shadow tables (made by the migration's own DDL)."""
-    return not (type_ == "table" and name is not None and name.startswith(FTS_PREFIX))
+    """What Alembic compares: not the text-search structures the migrations make by hand for one database
+    (SQLite's FTS5 table and its shadow tables, PostgreSQL's trigram index)."""
+    if type_ == "table" and name is not None and name.startswith(FTS_PREFIX):
+        return False
+    return not (type_ == "index" and name in HAND_MADE_INDEXES)
 
 
 def schema_differences(engine: Engine) -> list[object]:
