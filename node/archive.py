@@ -14,7 +14,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -77,14 +77,14 @@ def archive_envelope(
         direction=direction,
         kind=message.kind,
         message_id=message_id,
-        document_id=str(fields["document_id"]),
+        document_id=fields["document_id"],
         object_key=object_key,
         envelope_id=envelope_id,
-        code=str(fields.get("code") or ""),
+        code=fields.get("code", ""),
         document_type=message.header.document_type.type_name if message.kind == "document" else "",
-        subject=str(fields.get("subject") or ""),
-        sender=str(fields["sender"]),
-        recipients=tuple(str(r) for r in fields["recipients"]),  # type: ignore[attr-defined]
+        subject=fields.get("subject", ""),
+        sender=fields["sender"],
+        recipients=tuple(fields["recipients"]),
         promulgation_date=message.header.promulgation_info.promulgation_date if message.kind == "document" else None,
         report_period=report_period(message.header.subject) if message.kind == "document" else None,
         status_code=message.header.status_code.code if message.kind == "status" else None,
@@ -104,23 +104,23 @@ def _index(index: ArchiveIndex, conn: Connection, record: ArchiveRecord, message
     if message.kind == "status":
         # in: an answer about a document we sent (it is archived for its sender); out: our own answer about a
         # document we received (archived for us, the answering organisation)
-        agency = runtime_agency(message) if direction == "in" else message.header.from_.organ_id
-        index.update_status_in(conn, message.header.response_for.document_id, agency, record.status_code or "")
+        h = message.header
+        agency = h.response_for.organ_id if direction == "in" else h.from_.organ_id
+        index.update_status_in(conn, h.response_for.document_id, agency, record.status_code or "")
     return entry_id
-
-
-def runtime_agency(message: Message) -> str:
-    """The organisation whose document a status is about (the sender of that document)."""
-    assert message.kind == "status"
-    return message.header.response_for.organ_id
 
 
 def store_evidence(runtime: NodeRuntime) -> tuple[str, ...]:
     """The revocation data this node's trust store holds now, kept as objects (content-addressed: once each)."""
-    ocsps, crls = runtime.trust.revocation_snapshot()
-    keys = [runtime.objects.put(der, document_class="evidence", content_type=OCSP_TYPE).key for der in ocsps]
-    keys += [runtime.objects.put(der, document_class="evidence", content_type=CRL_TYPE).key for der in crls]
-    return tuple(keys)
+    snapshot = runtime.trust.revocation_snapshot()
+    # The snapshot changes when a response is fetched (minutes), not per message: store it once per change.
+    stored = runtime.stored_evidence
+    if stored is None or stored[0] != snapshot:
+        ocsps, crls = snapshot
+        keys = [runtime.objects.put(der, document_class="evidence", content_type=OCSP_TYPE).key for der in ocsps]
+        keys += [runtime.objects.put(der, document_class="evidence", content_type=CRL_TYPE).key for der in crls]
+        stored = runtime.stored_evidence = (snapshot, tuple(keys))
+    return stored[1]
 
 
 # -- reads (each an audit event) -----------------------------------------------------------------------
@@ -209,10 +209,6 @@ def reverify(runtime: NodeRuntime, entry_id: int, *, actor: str, at_original_tim
         indication=result.report.indication.value,
     )
     return ReVerification(entry, result.report, at, original)
-
-
-def parse_date(value: str | None) -> date | None:
-    return None if value is None else date.fromisoformat(value)
 
 
 # -- export (BagIt, RFC 8493) ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from node.events import NOTABLE
 from node.runtime import NodeRuntime
 from storage.auditlog import StoredCheckpoint, verify_log
 from storage.errors import StorageError
-from storage.merkle import leaf_hash, verify_consistency, verify_inclusion
+from storage.merkle import verify_consistency, verify_inclusion
 
 OBJECT_FIELDS = ("object", "report")
 
@@ -184,8 +184,3 @@ def _matches(
         if until and when > until:
             return False
     return not notable_only or is_notable(event)
-
-
-def leaf_of(event_bytes: bytes) -> bytes:
-    """The RFC 9162 leaf hash of an entry's bytes (for auditors recomputing one by hand)."""
-    return leaf_hash(event_bytes)

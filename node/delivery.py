@@ -14,12 +14,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import or_, select, update
 
 from adapters.errors import RetryableDeliveryError
 from node.events import record_event
 from node.runtime import NodeRuntime, Peer
+
+if TYPE_CHECKING:
+    from adapters.axis_client import AxisClient
 from storage.exchange import EnvelopeRow, OutboxRow
 
 log = logging.getLogger("lienthong.delivery")
@@ -41,7 +45,7 @@ class OutboxStats:
     dead: int = 0
 
 
-def client_for(runtime: NodeRuntime, peer: Peer) -> object:
+def client_for(runtime: NodeRuntime, peer: Peer) -> AxisClient:
     from adapters.axis_client import AxisClient
 
     if peer.url is None:
@@ -79,7 +83,7 @@ def claim_due(runtime: NodeRuntime, limit: int) -> list[int]:
     return claimed
 
 
-def deliver_one(runtime: NodeRuntime, row_id: int, clients: dict[str, object]) -> str:
+def deliver_one(runtime: NodeRuntime, row_id: int, clients: dict[str, AxisClient]) -> str:
     """Try to hand one outbox row to its destination; return ``sent``, ``retry`` or ``dead``."""
     from adapters.errors import PermanentDeliveryError
 
@@ -102,12 +106,12 @@ def deliver_one(runtime: NodeRuntime, row_id: int, clients: dict[str, object]) -
             client = clients.get(destination)
             if client is None:
                 client = clients[destination] = client_for(runtime, peer)
-            receipt = client.send_envelope(runtime.objects.get(key), message_id)  # type: ignore[attr-defined]
+            receipt = client.send_envelope(runtime.objects.get(key), message_id)
         except PermanentDeliveryError as e:
             error, permanent = str(e), True
         except RetryableDeliveryError as e:
             error = str(e)
-            retry_after = float(getattr(e, "retry_after", None) or 0.0)  # the peer asked: never sooner
+            retry_after = e.retry_after or 0.0  # the peer asked: never sooner
         else:
             with runtime.session() as s:
                 s.execute(
@@ -121,7 +125,7 @@ def deliver_one(runtime: NodeRuntime, row_id: int, clients: dict[str, object]) -
                     session=s,
                     message_id=message_id,
                     to=destination,
-                    axis_status=getattr(receipt, "status", "accepted"),
+                    axis_status=receipt.status,
                     attempts=attempts + 1,
                 )
             return "sent"
@@ -182,14 +186,14 @@ class Worker(threading.Thread):
         self.wakeup.set()
 
 
-def outbox_step(runtime: NodeRuntime, clients: dict[str, object]) -> bool:
+def outbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
     ids = claim_due(runtime, runtime.settings.delivery.batch)
     for row_id in ids:
         deliver_one(runtime, row_id, clients)
     return bool(ids)
 
 
-def inbox_step(runtime: NodeRuntime, clients: dict[str, object]) -> bool:
+def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
     """Pull what the upstream axis holds for this node, receive it, acknowledge it."""
     upstream = runtime.upstream
     if upstream is None:
@@ -197,17 +201,17 @@ def inbox_step(runtime: NodeRuntime, clients: dict[str, object]) -> bool:
     client = clients.get(upstream.node_id)
     if client is None:
         client = clients[upstream.node_id] = client_for(runtime, upstream)
-    items = client.inbox(runtime.settings.delivery.batch, wait=LONG_POLL)  # type: ignore[attr-defined]
+    items = client.inbox(runtime.settings.delivery.batch, wait=LONG_POLL)
     for item in items:
-        fetched = client.fetch(item.delivery_id)  # type: ignore[attr-defined]
+        fetched = client.fetch(item.delivery_id)
         outcome, reason = handle_incoming(runtime, fetched.data, item.message_id, item.recipient, upstream)
-        client.ack(item.delivery_id, outcome, reason)  # type: ignore[attr-defined]
+        client.ack(item.delivery_id, outcome, reason)
     return bool(items)
 
 
 def handle_incoming(
     runtime: NodeRuntime, data: bytes, message_id: str, recipient: str, via: Peer
-) -> tuple[str, str | None]:
+) -> tuple[Literal["done", "fail"], str | None]:
     """Receive (agency) or route on (axis) one envelope pulled from ``via``; return the ack outcome."""
     from node.errors import NotFoundError
     from node.routing import RefusedError, accept_envelope
@@ -235,8 +239,8 @@ class Workers:
     def __init__(self, runtime: NodeRuntime) -> None:
         self.runtime = runtime
         interval = runtime.settings.delivery.poll_interval
-        self._out_clients: dict[str, object] = {}
-        self._in_clients: dict[str, object] = {}
+        self._out_clients: dict[str, AxisClient] = {}
+        self._in_clients: dict[str, AxisClient] = {}
         self.outbox = Worker("outbox", lambda: outbox_step(runtime, self._out_clients), interval)
         self.inbox = Worker("inbox", lambda: inbox_step(runtime, self._in_clients), interval)
         self.witness = Worker("witness", self._witness_step, runtime.settings.checkpoint_interval)
@@ -275,6 +279,4 @@ class Workers:
                 # delivery is acknowledged only after it is stored, so it comes again.
                 worker.join(timeout=2)
         for client in [*self._out_clients.values(), *self._in_clients.values()]:
-            close = getattr(client, "close", None)
-            if close is not None:
-                close()
+            client.close()

@@ -104,7 +104,7 @@ def write_network(
     directory.mkdir(parents=True, exist_ok=True)
     organs = [o for a in agencies for o in a.organisations]
     pki = create_dev_pki(directory / "pki", organs, base_url=pki_base_url, overwrite=True)
-    ports = {spec.node_id: free_port(host) for spec in [*axes, *agencies]}  # type: ignore[attr-defined]
+    ports = {node_id: free_port(host) for node_id in [a.node_id for a in axes] + [a.node_id for a in agencies]}
     url = {n: f"http://{host}:{p}" for n, p in ports.items()}
     public: dict[str, str] = {}
     for node_id in ports:

@@ -18,7 +18,7 @@ from node.errors import NotFoundError
 from node.events import record_event
 from node.routing import REFUSED_QUIRKS
 from node.runtime import NodeRuntime
-from node.sending import describe, queue_in, sign_message, status_message, status_row
+from node.sending import describe, document_code, queue_in, sign_message, status_message, status_row
 from schemas import StatusCode
 from signing.envelope import EnvelopeVerification, verify_envelope
 from signing.pdf import verify_pdf
@@ -79,8 +79,7 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
         code = StatusCode.ARRIVED if passed else StatusCode.REFUSED
         why = "" if passed else "; ".join(reasons)[:MAX_REASON] or "the signatures do not verify"
         h = message.header
-        doc_code = f"{h.code.code_number}/{h.code.code_notation}" if h.code.code_notation else h.code.code_number
-        answer = status_message(runtime, recipient, h.from_.organ_id, doc_code, h.document_id, code, why)
+        answer = status_message(runtime, recipient, h.from_.organ_id, document_code(message), h.document_id, code, why)
         answer_bytes = sign_message(runtime, recipient, answer)
     try:
         with runtime.session() as s:
@@ -121,7 +120,7 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
                 session=s,
                 message_id=message_id,
                 recipient=recipient,
-                sender=str(describe(message)["sender"]),
+                sender=message.header.from_.organ_id,
                 kind=message.kind,
                 indication=indication,
                 object=ref.key,

@@ -22,7 +22,7 @@ from node.archive import archive_envelope
 from node.errors import NodeError
 from node.events import record_event
 from node.runtime import NodeRuntime, Peer
-from node.sending import RECALL, describe
+from node.sending import RECALL, MessageFields, describe
 from schemas import VIETNAM_TIME, Message, TraceHeader, append_trace_header
 from signing.envelope import envelope_message_id, verify_envelope
 from signing.errors import SignError
@@ -83,7 +83,7 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
     if unsafe:
         raise RefusedError(422, "unsafe-content", "; ".join(unsafe))
     fields = describe(message)
-    sender = str(fields["sender"])
+    sender = fields["sender"]
     if not from_node.serves(sender):
         raise RefusedError(403, "not-authorised", f"node {from_node.node_id} may not send for {sender}")
     me = runtime.settings.trace_id
@@ -95,7 +95,7 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
     with runtime.session() as s:
         plan = _plan(runtime, s, message, fields, from_node)
     routed = append_trace_header(data, TraceHeader(organ_id=me, timestamp=datetime.now(VIETNAM_TIME)))
-    ref = runtime.objects.put(routed, document_class=str(fields["kind"]), content_type="application/xml")
+    ref = runtime.objects.put(routed, document_class=fields["kind"], content_type="application/xml")
     recipients = tuple(sorted(plan))
     try:
         with runtime.session() as s:
@@ -128,7 +128,7 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
                         node_id=via,
                         sender=sender,
                         recipient=recipient,
-                        kind=str(fields["kind"]),
+                        kind=fields["kind"],
                     )
                 )
             archive_envelope(
@@ -161,9 +161,7 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
     return AcceptResult(message_id, "accepted", recipients)
 
 
-def _plan(
-    runtime: NodeRuntime, s: Session, message: Message, fields: dict[str, object], from_node: Peer
-) -> dict[str, str]:
+def _plan(runtime: NodeRuntime, s: Session, message: Message, fields: MessageFields, from_node: Peer) -> dict[str, str]:
     """recipient → the node id it goes to (a node registered here, or the upstream axis)."""
     targets: list[str]
     if message.kind == "status" and message.header.status_code == RECALL:
@@ -176,13 +174,13 @@ def _plan(
         ).all()
         if routes:
             return {r: via for r, via in routes}
-        targets = [str(t) for t in fields.get("recipients", [])]  # type: ignore[attr-defined]
+        targets = fields.get("recipients", [])
         if runtime.upstream is None or runtime.upstream.node_id == from_node.node_id:
             raise RefusedError(
                 404, "unknown-document", f"this axis did not route document {h.response_for.document_id}"
             )
         return {t: runtime.upstream.node_id for t in targets} or {h.response_for.organ_id: runtime.upstream.node_id}
-    targets = [str(t) for t in fields["recipients"]]  # type: ignore[attr-defined]
+    targets = fields["recipients"]
     plan: dict[str, str] = {}
     unknown: list[str] = []
     for target in targets:

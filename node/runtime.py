@@ -91,6 +91,8 @@ class NodeRuntime:
         self._lock = threading.Lock()
         self._trust: TrustStore | None = None
         self._pdf_keys: dict[tuple[str, str], PdfSigningKey] = {}
+        # the trust store's revocation snapshot last archived as evidence, and the object keys it got
+        self.stored_evidence: tuple[tuple[tuple[bytes, ...], tuple[bytes, ...]], tuple[str, ...]] | None = None
         self.peers: dict[str, Peer] = {}
         base = settings.config_dir
         for node in settings.nodes:
@@ -113,7 +115,7 @@ class NodeRuntime:
             yield session
 
     # -- organisations and keys
-    @property
+    @functools.cached_property
     def organisations(self) -> dict[str, OrganisationConfig]:
         return {o.code: o for o in self.settings.organisations}
 

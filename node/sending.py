@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -201,7 +202,27 @@ def queue_in(
     return SendResult(row.id, message_id, row.document_id, tuple(row.recipients), object_key=ref.key)
 
 
-def describe(message: Message) -> dict[str, object]:
+class MessageFields(TypedDict, total=False):
+    """The columns of an envelope row that come from the message itself (see :func:`describe`)."""
+
+    kind: str
+    sender: str
+    recipients: list[str]
+    document_id: str
+    subject: str
+    code: str
+    business_type: int
+    links_to: str | None
+    status_code: str
+
+
+def document_code(message: DocumentMessage) -> str:
+    """Số/ký hiệu as one string: ``245/BC-STC`` (or the number alone)."""
+    c = message.header.code
+    return f"{c.code_number}/{c.code_notation}" if c.code_notation else c.code_number
+
+
+def describe(message: Message) -> MessageFields:
     """The columns of an envelope row that come from the message itself."""
     if message.kind == "document":
         h = message.header
@@ -217,7 +238,7 @@ def describe(message: Message) -> dict[str, object]:
             "recipients": [t.organ_id for t in h.to],
             "document_id": h.document_id,
             "subject": h.subject,
-            "code": f"{h.code.code_number}/{h.code.code_notation}" if h.code.code_notation else h.code.code_number,
+            "code": document_code(message),
             "business_type": int(business.doc_type),
             "links_to": links,
         }

@@ -7,7 +7,6 @@ the database does not give anyone access.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from enum import StrEnum
 
@@ -84,7 +83,7 @@ def authenticate(runtime: NodeRuntime, header: str | None, permission: str) -> t
     digest = _digest(token)
     with runtime.session() as s:
         row = s.scalars(select(ApiTokenRow).where(ApiTokenRow.token_sha256 == digest)).first()
-        if row is None or not hmac.compare_digest(row.token_sha256, digest) or row.revoked:
+        if row is None or row.revoked:  # found by its hash: nothing secret is compared in Python
             raise TokenError(401, "the API token is unknown or revoked")
         role, name = Role(row.role), row.name
     if not allowed(role, permission):

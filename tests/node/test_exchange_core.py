@@ -23,7 +23,7 @@ from node.runtime import NodeRuntime
 from node.samples import MINISTRY, SENDER
 from node.sending import send_document, send_status
 from schemas import StatusCode, TraceHeader, append_trace_header, build_message, parse_message
-from signing.envelope import envelope_message_id, sign_envelope
+from signing.envelope import envelope_message_id
 from storage.exchange import DeliveryRow, EnvelopeRow, OutboxRow, StatusRow
 from tests.node.exchange_network import AGENCIES, AXES, HOME_AFFAIRS, PROVINCE, report
 
@@ -232,7 +232,6 @@ def test_statuses_are_recorded_on_both_sides_and_recall_follows_the_route(nodes:
     # the status goes up the ministry's axis and down the provincial one, to the department
     status_bytes = stored(ministry, done.envelope_id)
     accept_envelope(top, status_bytes, message_id=done.message_id, from_node=top.peer("bo-tai-chinh"))  # type: ignore[arg-type]
-    assert count(top, OutboxRow) >= 0
     assert count(top, DeliveryRow, message_id=done.message_id, node_id="truc-tinh") == 1
     accept_envelope(low, transit_bytes(top, done.message_id), message_id=done.message_id, from_node=low.upstream)  # type: ignore[arg-type]
     assert count(low, DeliveryRow, message_id=done.message_id, node_id="so-tai-chinh") == 1
@@ -277,7 +276,6 @@ def test_message_ids_are_64_hex(nodes: Nodes) -> None:
 
     with pytest.raises(SignError):
         envelope_message_id(build_message(report("210")))
-    assert sign_envelope  # imported for the reader: the id is over what sign_envelope wrote
 
 
 def test_backoff_grows_with_jitter_and_stays_under_the_maximum() -> None:
@@ -338,7 +336,7 @@ def test_a_failed_transaction_leaves_no_event_and_no_archive_entry(nodes: Nodes)
     size = dept.audit.size()
     before = ArchiveIndex(dept.engine).count(ArchiveQuery(direction="out"))
     message = report("212")
-    result = send_document(dept, message, client_key="atomic-212")
+    send_document(dept, message, client_key="atomic-212")
     assert dept.audit.size() == size + 1
     assert ArchiveIndex(dept.engine).count(ArchiveQuery(direction="out")) == before + 1
     # the same client key again, forced past the idempotency check: the unique constraint fails the commit
@@ -350,4 +348,3 @@ def test_a_failed_transaction_leaves_no_event_and_no_archive_entry(nodes: Nodes)
         queue_signed(dept, sign_message(dept, SENDER.organ_id, message), message, client_key="atomic-212")
     assert dept.audit.size() == size + 1, "no event for what was rolled back"
     assert ArchiveIndex(dept.engine).count(ArchiveQuery(direction="out")) == before + 1
-    assert result.envelope_id
