@@ -193,15 +193,8 @@ def test_every_archive_read_is_an_audit_event(archive: Archive) -> None:
 
 
 def test_audit_verify_is_clean_then_names_the_first_tampered_entry(archive: Archive, tmp_path: Path) -> None:
-    import shutil
-
-    # work on a copy: other tests read the original
-    copy_dir = tmp_path / "copy"
-    node_dir = archive.ministry_config.parent
-    shutil.copytree(node_dir, copy_dir)
-    config = copy_dir / "node.yaml"
-    text = config.read_text().replace(str(node_dir), str(copy_dir))
-    config.write_text(text)
+    config = _copy_node(archive, tmp_path)  # work on a copy: other tests read the original
+    copy_dir = config.parent
     code, output = cli("audit", "checkpoint", "--config", str(config))
     assert code == 0, output
     code, output = cli("audit", "verify", "--config", str(config), "--json")
@@ -224,13 +217,9 @@ def test_audit_verify_is_clean_then_names_the_first_tampered_entry(archive: Arch
 
 def test_a_replaced_archived_object_is_named_by_audit_verify(archive: Archive, tmp_path: Path) -> None:
     import os
-    import shutil
 
-    copy_dir = tmp_path / "copy"
-    node_dir = archive.ministry_config.parent
-    shutil.copytree(node_dir, copy_dir)
-    config = copy_dir / "node.yaml"
-    config.write_text(config.read_text().replace(str(node_dir), str(copy_dir)))
+    config = _copy_node(archive, tmp_path)
+    copy_dir = config.parent
     runtime = NodeRuntime(load_settings(config))
     try:
         with runtime.session() as s:
@@ -256,3 +245,46 @@ def test_db_current_says_the_schema_is_the_newest(archive: Archive) -> None:
     code, output = cli("db", "current", "--config", str(archive.ministry_config))
     assert code == 0, output
     assert f"database revision: {head()}" in output
+
+
+def _copy_node(archive: Archive, tmp_path: Path) -> Path:
+    import shutil
+
+    node_dir = archive.ministry_config.parent
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(node_dir, copy_dir)
+    config = copy_dir / "node.yaml"
+    config.write_text(config.read_text().replace(str(node_dir), str(copy_dir)))
+    return config
+
+
+@pytest.mark.parametrize("tampering", ["delete", "insert", "reorder", "delete-object"])
+def test_audit_verify_names_the_first_bad_index_for_every_kind_of_tampering(
+    archive: Archive, tmp_path: Path, tampering: str
+) -> None:
+    config = _copy_node(archive, tmp_path)
+    db = sqlite3.connect(config.parent / "node.db")
+    rows = db.execute("SELECT idx, data FROM audit_entries ORDER BY idx").fetchall()
+    target = next(i for i, data in rows if b"message.received" in data)
+    if tampering == "delete":
+        db.execute("DELETE FROM audit_entries WHERE idx = ?", (target,))
+    elif tampering == "insert":  # an extra event after the last one, its tree hashes not updated
+        db.execute(
+            "INSERT INTO audit_entries (idx, data, appended_at) VALUES (?, ?, '2026-11-23 00:00:00')",
+            (len(rows), b'{"type":"forged"}'),
+        )
+        target = len(rows)
+    elif tampering == "reorder":
+        (_, a), (_, b) = rows[target], rows[target + 1]
+        db.execute("UPDATE audit_entries SET data = ? WHERE idx = ?", (b, target))
+        db.execute("UPDATE audit_entries SET data = ? WHERE idx = ?", (a, target + 1))
+    else:
+        key = json.loads(rows[target][1])["object"]
+        path = next((config.parent / "objects").rglob(key.rsplit("/", 1)[-1]))
+        path.unlink()
+    db.commit()
+    db.close()
+    code, output = cli("audit", "verify", "--config", str(config), "--json")
+    assert code == 1, output
+    result = json.loads(output.strip().splitlines()[-1])
+    assert result["first_bad_index"] == target, result["problems"]
