@@ -55,7 +55,15 @@ def serve(config: ConfigOption = None) -> None:
     settings = runtime.settings
     err.print(f"[bold]{settings.role}[/] node {settings.node_id} on http://{settings.host}:{settings.port}")
     try:
-        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+        uvicorn.run(
+            create_app(runtime),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            # an inbox long-poll may be open for seconds: stop waiting for it (its delivery comes again)
+            timeout_graceful_shutdown=2,
+        )
     finally:
         runtime.close()
 
