@@ -50,6 +50,7 @@ from pyhanko.sign.validation.status import PdfSignatureStatus
 from pyhanko.stamp import TextStampStyle
 
 from schemas import VIETNAM_TIME
+from signing._private import pyhanko_speedups
 from signing._private.images import handwriting_png, image_xobject, seal_png
 from signing._private.pyhanko_signer import pyhanko_signer
 from signing.errors import SignError
@@ -65,6 +66,9 @@ from signing.report import (
 )
 from signing.timestamps import subject_name
 from signing.trust import TrustStore
+
+# Bulk hex reading and memoised name preparation: the same results, a fraction of the verification time.
+pyhanko_speedups.install()
 
 Box = tuple[float, float, float, float]
 
