@@ -10,9 +10,11 @@ The same client pushes to an agency node (the axis → agency direction): ``send
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha256
@@ -20,13 +22,13 @@ from types import TracebackType
 from typing import Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, ValidationError
 
-from adapters._private.http_errors import error_for
+from adapters._private.http_errors import error_for, error_for_problem
 from adapters.errors import PermanentDeliveryError, ResponseSignatureError, RetryableDeliveryError
 from adapters.httpsig import NodeKey, NodeSigningAuth, PublicKeyInput, load_public_key, verify_response
 
-__all__ = ["AxisClient", "FetchedEnvelope", "InboxItem", "SendReceipt"]
+__all__ = ["Ack", "AxisClient", "FetchedEnvelope", "InboxItem", "SendOutcome", "SendReceipt"]
 
 EXCHANGE = "/api/v1/exchange"
 MESSAGE_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -59,11 +61,45 @@ class InboxItem(BaseModel):
     size: int = Field(ge=0)
     sha256: str = Field(pattern=_HEX64)
     received_at: datetime
+    # The bytes themselves when the listing was asked to inline them (``inline`` > 0) and they fit.
+    data: Base64Bytes | None = Field(default=None, repr=False)
 
 
 class _Inbox(BaseModel):
     model_config = ConfigDict(extra="ignore")
     items: list[InboxItem]
+
+
+class _BatchItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    message_id: str = Field(pattern=_HEX64)
+    status: Literal["accepted", "duplicate", "refused"]
+    recipients: tuple[str, ...] = ()
+    problem: dict[str, object] | None = None
+
+
+class _BatchReceipt(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    results: list[_BatchItem]
+
+
+class _AckReceipt(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    acknowledged: int = Field(ge=0)
+    unknown: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Ack:
+    """One delivery handled: ``done`` (stored and answered) or ``fail`` (refused, with ``reason``)."""
+
+    delivery_id: str
+    outcome: Literal["done", "fail"]
+    reason: str | None = None
+
+
+# The answer for one envelope of a batch: its receipt, or the error a single send would have raised.
+SendOutcome = SendReceipt | PermanentDeliveryError | RetryableDeliveryError
 
 
 @dataclass(frozen=True)
@@ -132,16 +168,64 @@ class AxisClient:
             )
         return receipt
 
-    def inbox(self, limit: int = 50, *, wait: float = 0.0) -> list[InboxItem]:
-        """What waits for this node's organisations, oldest first; ``wait`` > 0 long-polls up to that many seconds."""
+    def send_envelopes(self, envelopes: Sequence[tuple[bytes, str]]) -> list[SendOutcome]:
+        """Hand several envelopes over in one request (``POST /envelopes/batch``); one outcome each, in order.
+
+        Each envelope is judged on its own, exactly as ``send_envelope`` would be: the outcome is its receipt
+        or the error a single send would have raised. An error for the whole request is raised as usual.
+        """
+        if not envelopes:
+            return []
+        for _, message_id in envelopes:
+            if not MESSAGE_ID.match(message_id):
+                raise ValueError("message_id must be 64 lowercase hex digits")
+        payload = {
+            "envelopes": [
+                {"message_id": message_id, "data": base64.b64encode(data).decode("ascii")}
+                for data, message_id in envelopes
+            ]
+        }
+        status, body, _ = self._call(
+            "POST",
+            f"{EXCHANGE}/envelopes/batch",
+            what=f"sending {len(envelopes)} envelopes",
+            content=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            expect=(200,),
+        )
+        results = self._model(_BatchReceipt, body, "the batch receipt").results
+        if [r.message_id for r in results] != [m for _, m in envelopes]:
+            raise RetryableDeliveryError(
+                "the batch receipt does not answer the envelopes sent, in order", status=status
+            )
+        outcomes: list[SendOutcome] = []
+        for r in results:
+            if r.status == "refused":
+                outcomes.append(error_for_problem(r.problem or {}, what=f"sending {r.message_id[:16]}"))
+            else:
+                outcomes.append(SendReceipt(message_id=r.message_id, status=r.status, recipients=r.recipients))
+        return outcomes
+
+    def inbox(self, limit: int = 50, *, wait: float = 0.0, inline: int = 0) -> list[InboxItem]:
+        """What waits for this node's organisations, oldest first; ``wait`` > 0 long-polls up to that many seconds.
+
+        ``inline`` > 0 asks for the bytes in the listing, up to that many bytes in all: an item that came with
+        its ``data`` (checked against its ``sha256`` here) need not be fetched.
+        """
         if not 1 <= limit <= 500:
             raise ValueError("limit must be 1..500")
         params: dict[str, str | int | float] = {"limit": limit}
         if wait > 0:
             params["wait"] = wait
+        if inline > 0:
+            params["inline"] = inline
         _, body, _ = self._call("GET", f"{EXCHANGE}/inbox", what="listing the inbox", params=params, expect=(200,))
         items = self._model(_Inbox, body, "the inbox").items
         for item in items:
+            if item.data is not None and sha256(item.data).hexdigest() != item.sha256:
+                raise ResponseSignatureError(
+                    f"delivery {item.delivery_id}: the inlined bytes do not hash to the listed sha256", status=200
+                )
             self._known[item.delivery_id] = item
             self._known.move_to_end(item.delivery_id)
         while len(self._known) > _KNOWN_SHA256:
@@ -189,6 +273,28 @@ class AxisClient:
             expect=(200, 204),
         )
         self._known.pop(delivery_id, None)
+
+    def ack_many(self, acks: Sequence[Ack]) -> list[str]:
+        """Acknowledge several deliveries in one request; return the ids the axis did not know (not ours)."""
+        if not acks:
+            return []
+        for a in acks:
+            self._check_delivery_id(a.delivery_id)
+            if a.outcome not in ("done", "fail"):
+                raise ValueError("outcome must be 'done' or 'fail'")
+        payload = {"acks": [{"delivery_id": a.delivery_id, "outcome": a.outcome, "reason": a.reason} for a in acks]}
+        _, body, _ = self._call(
+            "POST",
+            f"{EXCHANGE}/inbox/ack",
+            what=f"acknowledging {len(acks)} deliveries",
+            content=json.dumps(payload, ensure_ascii=False).encode(),
+            headers={"Content-Type": "application/json"},
+            expect=(200,),
+        )
+        receipt = self._model(_AckReceipt, body, "the acknowledgement receipt")
+        for a in acks:
+            self._known.pop(a.delivery_id, None)
+        return receipt.unknown
 
     # -- lifecycle -------------------------------------------------------------------------------------
 

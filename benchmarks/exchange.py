@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -61,6 +62,31 @@ def raw_rsa_signs_per_s(seconds: float = 0.5) -> float:
     return n / (time.perf_counter() - start)
 
 
+def cpu_seconds(session_leader: int) -> float:
+    """User + system CPU of every process in the session of a node (its pool workers included)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the command: state ppid pgrp session ... utime(12) stime(13)
+        if int(fields[3]) == session_leader:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def cpu_by_role(running: RunningNetwork) -> dict[str, float]:
+    roles: dict[str, float] = {"sender": 0.0, "axis": 0.0, "recipient": 0.0}
+    for node_id, process in running.processes.items():
+        role = "axis" if node_id == "truc" else "recipient" if node_id == "bo-tai-chinh" else "sender"
+        roles[role] += cpu_seconds(process.pid)
+    return roles
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
@@ -91,6 +117,7 @@ def run_case(running: RunningNetwork, senders: int, messages: int, pdf: bytes, t
                 with lock:
                     started[r.json()["document_id"]] = t0
 
+    cpu_before = cpu_by_role(running)
     t_start = time.perf_counter()
     threads = [threading.Thread(target=clerk, args=(i,)) for i in range(senders)]
     for t in threads:
@@ -120,12 +147,14 @@ def run_case(running: RunningNetwork, senders: int, messages: int, pdf: bytes, t
             time.sleep(0.2)
     for t in threads:
         t.join()
+    cpu_after = cpu_by_role(running)
     latencies = [stored[d] - started[d] for d in started if d in stored]
     elapsed = max(stored.values()) - t_start
     return {
         "envelopes_per_s": messages / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
+        **{f"cpu_ms_{role}": (cpu_after[role] - cpu_before[role]) * 1000 / messages for role in cpu_after},
     }
 
 
@@ -159,7 +188,7 @@ def main() -> None:
                 agencies,
                 pki_base_url=responders.url,
                 timestamps=False,
-                poll_interval=0.05,
+                poll_interval=1.0,
             )
             pki = DevPki.load(directory / "pki")
             director = PdfSigningKey(pki.signing_key(pki.organ(SENDERS[0].organ_id).signer.label))
@@ -182,7 +211,9 @@ def main() -> None:
                     case = run_case(running, senders, args.messages, pdf, f"s{senders}x")
                     print(
                         f"{senders} sender(s): {case['envelopes_per_s']:.1f} envelopes/s, "
-                        f"p50 {case['p50_ms']:.0f} ms, p99 {case['p99_ms']:.0f} ms"
+                        f"p50 {case['p50_ms']:.0f} ms, p99 {case['p99_ms']:.0f} ms; CPU per envelope: "
+                        f"sender {case['cpu_ms_sender']:.1f} ms, axis {case['cpu_ms_axis']:.1f} ms, "
+                        f"recipient {case['cpu_ms_recipient']:.1f} ms"
                     )
                     for key, value in case.items():
                         results[f"senders_{senders}_{key}"] = round(value, 2)

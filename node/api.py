@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import Base64Bytes, BaseModel, Field
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -36,6 +36,8 @@ from storage.exchange import DeliveryRow, EnvelopeRow, NonceRow, StatusRow
 log = logging.getLogger("lienthong.api")
 PROBLEM = "application/problem+json"
 EXCHANGE = "/api/v1/exchange"
+MAX_BATCH = 500  # envelopes in one POST /envelopes/batch
+MAX_INLINE = 64 * 1024 * 1024  # bytes of envelopes one inbox listing may carry
 
 
 class ProblemError(Exception):
@@ -204,6 +206,23 @@ class AckBody(BaseModel):
     reason: str | None = Field(default=None, max_length=2000)
 
 
+class AckItem(AckBody):
+    delivery_id: str = Field(min_length=1, max_length=200)
+
+
+class AckBatchBody(BaseModel):
+    acks: list[AckItem] = Field(min_length=1, max_length=500)
+
+
+class BatchEnvelope(BaseModel):
+    message_id: str = Field(max_length=64)
+    data: Base64Bytes
+
+
+class EnvelopeBatchBody(BaseModel):
+    envelopes: list[BatchEnvelope] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class WitnessBody(BaseModel):
     checkpoint: str = Field(max_length=10_000, description="the node's checkpoint, a C2SP signed note")
     proof: list[str] = Field(default_factory=list, max_length=128, description="consistency proof, base64 hashes")
@@ -267,18 +286,55 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         payload = {"message_id": result.message_id, "status": result.status, "recipients": list(result.recipients)}
         return signed_json(runtime, request, payload, 202 if result.status == "accepted" else 200)
 
+    @app.post(f"{EXCHANGE}/envelopes/batch", tags=["exchange"])
+    async def post_envelope_batch(request: Request, call: Annotated[NodeCall, Depends(auth_node)]) -> Response:
+        from node.routing import RefusedError, accept_envelope
+
+        if runtime.settings.role != "axis":
+            raise ProblemError(403, "forbidden", "batches of envelopes go to an axis; push one at a time")
+        try:
+            batch = EnvelopeBatchBody.model_validate_json(call.body)
+        except ValueError as e:
+            raise ProblemError(400, "malformed", f"the batch is not valid: {e}") from None
+
+        def accept_all() -> list[dict[str, Any]]:
+            results: list[dict[str, Any]] = []
+            for item in batch.envelopes:
+                try:
+                    done = accept_envelope(runtime, item.data, message_id=item.message_id, from_node=call.peer)
+                except RefusedError as e:
+                    problem = {
+                        "type": f"urn:lienthong:problem:{e.slug}",
+                        "title": _TITLES.get(e.slug, e.slug.replace("-", " ")),
+                        "status": e.status,
+                        "detail": e.detail,
+                    }
+                    results.append({"message_id": item.message_id, "status": "refused", "problem": problem})
+                else:
+                    results.append(
+                        {"message_id": done.message_id, "status": done.status, "recipients": list(done.recipients)}
+                    )
+            return results
+
+        results = await verifying(app, accept_all)
+        if any(r["status"] == "accepted" for r in results):
+            workers.poke()
+            _wake_inbox_waiters(app)
+        return signed_json(runtime, request, {"results": results})
+
     @app.get(f"{EXCHANGE}/inbox", tags=["exchange"])
     async def get_inbox(
         request: Request,
         call: Annotated[NodeCall, Depends(auth_node)],
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         wait: Annotated[float, Query(ge=0, le=30)] = 0,
+        inline: Annotated[int, Query(ge=0, le=MAX_INLINE, description="bytes of envelopes to inline")] = 0,
     ) -> Response:
         import anyio
 
         deadline = time.monotonic() + wait
         while True:
-            items = await anyio.to_thread.run_sync(lambda: _inbox(runtime, call.peer.node_id, limit))
+            items = await anyio.to_thread.run_sync(lambda: _inbox(runtime, call.peer.node_id, limit, inline))
             if items or time.monotonic() >= deadline:
                 break
             await _wait_for_mail(app, deadline - time.monotonic())
@@ -292,6 +348,15 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         data = runtime.objects.get(envelope.object_key)
         return signed_bytes(runtime, request, data, "application/xml", headers={"Lienthong-Message-Id": row.message_id})
 
+    @app.post(f"{EXCHANGE}/inbox/ack", tags=["exchange"])
+    async def ack_deliveries(request: Request, call: Annotated[NodeCall, Depends(auth_node)]) -> Response:
+        try:
+            body = AckBatchBody.model_validate_json(call.body or b"{}")
+        except ValueError as e:
+            raise ProblemError(400, "malformed", f"the acknowledgements are not valid: {e}") from None
+        known, unknown = _acknowledge(runtime, call.peer.node_id, body.acks)
+        return signed_json(runtime, request, {"acknowledged": known, "unknown": unknown})
+
     @app.post(EXCHANGE + "/inbox/{delivery_id}/ack", tags=["exchange"])
     async def ack_delivery(
         request: Request, delivery_id: str, call: Annotated[NodeCall, Depends(auth_node)]
@@ -300,23 +365,8 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             body = AckBody.model_validate_json(call.body or b"{}")
         except ValueError as e:
             raise ProblemError(400, "malformed", f"the acknowledgement is not valid: {e}") from None
-        row, _ = _delivery(runtime, delivery_id, call.peer.node_id)
-        with runtime.session() as s:
-            live = s.get(DeliveryRow, row.id)
-            assert live is not None
-            if live.state == "queued":
-                live.state = "done" if body.outcome == "done" else "failed"
-                live.outcome_reason = body.reason
-                live.acked_at = datetime.now(UTC)
-                record_event(
-                    runtime,
-                    "message.delivered" if body.outcome == "done" else "delivery.failed",
-                    session=s,
-                    message_id=row.message_id,
-                    recipient=row.recipient,
-                    node=call.peer.node_id,
-                    reason=body.reason,
-                )
+        _delivery(runtime, delivery_id, call.peer.node_id)  # 404 for an id that is not the caller's
+        _acknowledge(runtime, call.peer.node_id, [AckItem(delivery_id=delivery_id, **body.model_dump())])
         return signed_bytes(runtime, request, b"", "application/json", 204)
 
     # -- clerks and integrators -----------------------------------------------------------------------
@@ -705,7 +755,48 @@ def status_history(runtime: NodeRuntime, document_id: str) -> list[dict[str, Any
         ]
 
 
-def _inbox(runtime: NodeRuntime, node_id: str, limit: int) -> list[dict[str, Any]]:
+def _acknowledge(runtime: NodeRuntime, node_id: str, acks: list[AckItem]) -> tuple[int, list[str]]:
+    """Settle the caller's deliveries in one transaction; return how many were known and the unknown ids.
+
+    The first acknowledgement of a delivery counts; later ones change nothing. Another node's delivery id is
+    reported as unknown, exactly like an id that does not exist.
+    """
+    ids = [a.delivery_id for a in acks]
+    unknown: list[str] = []
+    with runtime.session() as s:
+        rows = {
+            r.delivery_id: r
+            for r in s.scalars(
+                select(DeliveryRow).where(DeliveryRow.delivery_id.in_(ids), DeliveryRow.node_id == node_id)
+            )
+        }
+        now = datetime.now(UTC)
+        for ack in acks:
+            live = rows.get(ack.delivery_id)
+            if live is None:
+                unknown.append(ack.delivery_id)
+                continue
+            if live.state != "queued":
+                continue
+            live.state = "done" if ack.outcome == "done" else "failed"
+            live.outcome_reason = ack.reason
+            live.acked_at = now
+            record_event(
+                runtime,
+                "message.delivered" if ack.outcome == "done" else "delivery.failed",
+                session=s,
+                message_id=live.message_id,
+                recipient=live.recipient,
+                node=node_id,
+                reason=ack.reason,
+            )
+    return len(acks) - len(unknown), unknown
+
+
+def _inbox(runtime: NodeRuntime, node_id: str, limit: int, inline: int = 0) -> list[dict[str, Any]]:
+    """The caller's queued deliveries, oldest first; with ``inline`` > 0, the bytes of those that fit in it."""
+    import base64
+
     with runtime.session() as s:
         rows = s.execute(
             select(DeliveryRow, EnvelopeRow)
@@ -714,7 +805,7 @@ def _inbox(runtime: NodeRuntime, node_id: str, limit: int) -> list[dict[str, Any
             .order_by(DeliveryRow.id)
             .limit(limit)
         ).all()
-        return [
+        items = [
             {
                 "delivery_id": d.delivery_id,
                 "message_id": d.message_id,
@@ -727,6 +818,14 @@ def _inbox(runtime: NodeRuntime, node_id: str, limit: int) -> list[dict[str, Any
             }
             for d, e in rows
         ]
+        keys = [e.object_key for _, e in rows]
+    budget = inline
+    for item, key, (_, e) in zip(items, keys, rows, strict=True):
+        if e.size > budget:
+            break  # in order: the client fetches the rest one by one, oldest first
+        item["data"] = base64.b64encode(runtime.objects.get(key)).decode("ascii")
+        budget -= e.size
+    return items
 
 
 def _delivery(runtime: NodeRuntime, delivery_id: str, node_id: str) -> tuple[DeliveryRow, EnvelopeRow]:

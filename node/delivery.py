@@ -8,27 +8,33 @@ a lease so that several workers, threads or replicas never send the same row at 
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import BindParameter, bindparam, or_, select, update
 
+from adapters.axis_client import Ack
 from adapters.errors import RetryableDeliveryError
 from node.events import record_event
 from node.runtime import NodeRuntime, Peer
+from storage.db import UtcDateTime
+from storage.exchange import EnvelopeRow, OutboxRow
 
 if TYPE_CHECKING:
     from adapters.axis_client import AxisClient
-from storage.exchange import EnvelopeRow, OutboxRow
 
 log = logging.getLogger("lienthong.delivery")
 LEASE = timedelta(seconds=60)
 LONG_POLL = 10.0  # seconds the axis may hold an empty inbox request open: new mail is seen at once
+# Envelopes travel in batches of at most this many bytes when several are waiting: one signed request
+# for many envelopes, and one acknowledgement for many deliveries.
+BATCH_BYTES = 8 * 1024 * 1024
 
 
 def backoff_seconds(attempts: int, initial: float, maximum: float, rng: random.Random | None = None) -> float:
@@ -54,121 +60,197 @@ def client_for(runtime: NodeRuntime, peer: Peer) -> AxisClient:
 
 
 def claim_due(runtime: NodeRuntime, limit: int) -> list[int]:
-    """Lease up to ``limit`` due outbox rows to this worker; return their ids."""
+    """Lease up to ``limit`` due outbox rows to this worker; return their ids.
+
+    One statement: the conditions are checked again on every row it updates, so two workers (threads or
+    replicas) never lease the same row.
+    """
     now = datetime.now(UTC)
     with runtime.session() as s:
-        ids = s.scalars(
-            select(OutboxRow.id)
-            .where(
-                OutboxRow.state == "pending",
-                OutboxRow.next_attempt_at <= now,
-                or_(OutboxRow.lease_until.is_(None), OutboxRow.lease_until < now),
-            )
-            .order_by(OutboxRow.next_attempt_at)
-            .limit(limit)
+        return sorted(s.scalars(_claim_statement(limit), {"now": now, "until": now + LEASE}).all())
+
+
+@functools.lru_cache(maxsize=8)
+def _claim_statement(limit: int) -> Any:
+    # Built once: the outbox worker asks this every time it wakes, and building the statement costs more
+    # than running it on an empty outbox.
+    now: BindParameter[datetime] = bindparam("now", type_=UtcDateTime())
+    free = or_(OutboxRow.lease_until.is_(None), OutboxRow.lease_until < now)
+    due = (
+        select(OutboxRow.id)
+        .where(OutboxRow.state == "pending", OutboxRow.next_attempt_at <= now, free)
+        .order_by(OutboxRow.next_attempt_at)
+        .limit(limit)
+    )
+    return (
+        update(OutboxRow)
+        .where(OutboxRow.id.in_(due.scalar_subquery()), OutboxRow.state == "pending", free)
+        .values(lease_until=bindparam("until", type_=UtcDateTime()))
+        .returning(OutboxRow.id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class _Due:
+    """An outbox row claimed for sending, with what sending it needs."""
+
+    row_id: int
+    destination: str
+    attempts: int
+    created: datetime
+    object_key: str
+    message_id: str
+
+
+def _load_due(runtime: NodeRuntime, row_ids: list[int]) -> list[_Due]:
+    with runtime.session() as s:
+        rows = s.execute(
+            select(OutboxRow, EnvelopeRow)
+            .join(EnvelopeRow, EnvelopeRow.id == OutboxRow.envelope_id)
+            .where(OutboxRow.id.in_(row_ids))
+            .order_by(OutboxRow.id)
         ).all()
-        claimed = []
-        for row_id in ids:
-            done = s.execute(
-                update(OutboxRow)
-                .where(
-                    OutboxRow.id == row_id,
-                    OutboxRow.state == "pending",
-                    or_(OutboxRow.lease_until.is_(None), OutboxRow.lease_until < now),
-                )
-                .values(lease_until=now + LEASE)
-            )
-            if done.rowcount:  # type: ignore[attr-defined]
-                claimed.append(row_id)
-    return claimed
+        return [_Due(o.id, o.destination, o.attempts, o.created_at, e.object_key, e.message_id) for o, e in rows]
 
 
 def deliver_one(runtime: NodeRuntime, row_id: int, clients: dict[str, AxisClient]) -> str:
     """Try to hand one outbox row to its destination; return ``sent``, ``retry`` or ``dead``."""
+    return deliver_many(runtime, [row_id], clients)[row_id]
+
+
+def deliver_many(runtime: NodeRuntime, row_ids: list[int], clients: dict[str, AxisClient]) -> dict[int, str]:
+    """Hand claimed outbox rows to their destinations, a batch per destination; ``sent``/``retry``/``dead`` each.
+
+    One envelope goes alone (``POST /envelopes``); several go in one request (``POST /envelopes/batch``) of at
+    most :data:`BATCH_BYTES`, each still accepted or refused on its own.
+    """
+    from adapters.axis_client import SendOutcome
     from adapters.errors import PermanentDeliveryError
 
-    with runtime.session() as s:
-        row = s.get(OutboxRow, row_id)
-        assert row is not None
-        envelope = s.get(EnvelopeRow, row.envelope_id)
-        assert envelope is not None
-        destination, attempts, created = row.destination, row.attempts, row.created_at
-        key, message_id = envelope.object_key, envelope.message_id
-    peer = runtime.peer(destination)
+    due = _load_due(runtime, row_ids)
+    outcomes: dict[int, SendOutcome] = {}
+    by_destination: dict[str, list[_Due]] = {}
+    for d in due:
+        by_destination.setdefault(d.destination, []).append(d)
+    for destination, group in by_destination.items():
+        peer = runtime.peer(destination)
+        if peer is None:
+            for d in group:
+                outcomes[d.row_id] = PermanentDeliveryError(f"unknown destination node {destination}", status=0)
+            continue
+        client = clients.get(destination)
+        if client is None:
+            client = clients[destination] = client_for(runtime, peer)
+        for chunk in _chunks(runtime, group):
+            try:
+                if len(chunk) == 1:
+                    data, d = chunk[0]
+                    answers: list[SendOutcome] = [client.send_envelope(data, d.message_id)]
+                else:
+                    answers = client.send_envelopes([(data, d.message_id) for data, d in chunk])
+            except (PermanentDeliveryError, RetryableDeliveryError) as e:
+                answers = [e] * len(chunk)
+            for (_, d), answer in zip(chunk, answers, strict=True):
+                outcomes[d.row_id] = answer
+    return _settle(runtime, due, outcomes)
+
+
+def _chunks(runtime: NodeRuntime, group: list[_Due]) -> list[list[tuple[bytes, _Due]]]:
+    chunks: list[list[tuple[bytes, _Due]]] = [[]]
+    size = 0
+    for d in group:
+        data = runtime.objects.get(d.object_key)
+        if chunks[-1] and size + len(data) > BATCH_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append((data, d))
+        size += len(data)
+    return [c for c in chunks if c]
+
+
+def _settle(runtime: NodeRuntime, due: list[_Due], outcomes: Mapping[int, object]) -> dict[int, str]:
+    """Record each row's outcome: sent rows in one transaction, the others row by row."""
+    from adapters.axis_client import SendReceipt
+    from adapters.errors import PermanentDeliveryError
+
     now = datetime.now(UTC)
-    error: str
-    permanent = False
-    retry_after = 0.0
-    if peer is None:
-        error, permanent = f"unknown destination node {destination}", True
-    else:
-        try:
-            client = clients.get(destination)
-            if client is None:
-                client = clients[destination] = client_for(runtime, peer)
-            receipt = client.send_envelope(runtime.objects.get(key), message_id)
-        except PermanentDeliveryError as e:
-            error, permanent = str(e), True
-        except RetryableDeliveryError as e:
-            error = str(e)
-            retry_after = e.retry_after or 0.0  # the peer asked: never sooner
-        else:
-            with runtime.session() as s:
+    delivery = runtime.settings.delivery
+    result: dict[int, str] = {}
+    sent = [d for d in due if isinstance(outcomes.get(d.row_id), SendReceipt)]
+    if sent:
+        with runtime.session() as s:
+            for d in sent:
+                receipt = outcomes[d.row_id]
+                assert isinstance(receipt, SendReceipt)
                 s.execute(
                     update(OutboxRow)
-                    .where(OutboxRow.id == row_id)
-                    .values(state="done", done_at=now, attempts=attempts + 1, lease_until=None, last_error=None)
+                    .where(OutboxRow.id == d.row_id)
+                    .values(state="done", done_at=now, attempts=d.attempts + 1, lease_until=None, last_error=None)
                 )
                 record_event(
                     runtime,
                     "message.sent",
                     session=s,
-                    message_id=message_id,
-                    to=destination,
+                    message_id=d.message_id,
+                    to=d.destination,
                     axis_status=receipt.status,
-                    attempts=attempts + 1,
+                    attempts=d.attempts + 1,
                 )
-            return "sent"
-    delivery = runtime.settings.delivery
-    too_old = (now - created).total_seconds() > delivery.max_age
-    if permanent or too_old:
+                result[d.row_id] = "sent"
+    for d in due:
+        if d.row_id in result:
+            continue
+        error = outcomes.get(d.row_id)
+        permanent = isinstance(error, PermanentDeliveryError)
+        # the peer asked: never sooner
+        retry_after = (error.retry_after or 0.0) if isinstance(error, RetryableDeliveryError) else 0.0
+        text = str(error) if error is not None else "no answer for this envelope"
+        too_old = (now - d.created).total_seconds() > delivery.max_age
+        if permanent or too_old:
+            with runtime.session() as s:
+                s.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id == d.row_id)
+                    .values(state="dead", attempts=d.attempts + 1, lease_until=None, last_error=text[:2000])
+                )
+            why = "refused" if permanent else f"older than {delivery.max_age:.0f}s"
+            record_event(runtime, "delivery.dead", message_id=d.message_id, to=d.destination, why=why, error=text[:500])
+            log.error("ALERT: message %s to %s is dead-lettered (%s): %s", d.message_id, d.destination, why, text)
+            result[d.row_id] = "dead"
+            continue
+        wait = max(backoff_seconds(d.attempts + 1, delivery.initial_backoff, delivery.max_backoff), retry_after)
         with runtime.session() as s:
             s.execute(
                 update(OutboxRow)
-                .where(OutboxRow.id == row_id)
-                .values(state="dead", attempts=attempts + 1, lease_until=None, last_error=error[:2000])
+                .where(OutboxRow.id == d.row_id)
+                .values(
+                    attempts=d.attempts + 1,
+                    next_attempt_at=now + timedelta(seconds=wait),
+                    lease_until=None,
+                    last_error=text[:2000],
+                )
             )
-        why = "refused" if permanent else f"older than {delivery.max_age:.0f}s"
-        record_event(runtime, "delivery.dead", message_id=message_id, to=destination, why=why, error=error[:500])
-        log.error("ALERT: message %s to %s is dead-lettered (%s): %s", message_id, destination, why, error)
-        return "dead"
-    wait = max(backoff_seconds(attempts + 1, delivery.initial_backoff, delivery.max_backoff), retry_after)
-    with runtime.session() as s:
-        s.execute(
-            update(OutboxRow)
-            .where(OutboxRow.id == row_id)
-            .values(
-                attempts=attempts + 1,
-                next_attempt_at=now + timedelta(seconds=wait),
-                lease_until=None,
-                last_error=error[:2000],
-            )
-        )
-    log.info("message %s to %s: %s; retry in %.1fs", message_id[:16], destination, error, wait)
-    return "retry"
+        log.info("message %s to %s: %s; retry in %.1fs", d.message_id[:16], d.destination, text, wait)
+        result[d.row_id] = "retry"
+    return result
 
 
 class Worker(threading.Thread):
     """A loop that runs ``step`` until stopped; ``step`` returns True when it did work (then it loops at once)."""
 
-    def __init__(self, name: str, step: Callable[[], bool], interval: float) -> None:
+    def __init__(
+        self, name: str, step: Callable[[], bool], interval: float, wakeup: threading.Event | None = None
+    ) -> None:
         super().__init__(name=name, daemon=True)
         self._step, self._interval = step, interval
         self._stop_event = threading.Event()
-        self.wakeup = threading.Event()
+        self.wakeup = wakeup or threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
+            # Cleared before the step, not after the wait: a wakeup that comes during the step is kept.
+            self.wakeup.clear()
             try:
                 busy = self._step()
             except RetryableDeliveryError as e:  # the peer is down or slow: expected, said in one line
@@ -179,7 +261,6 @@ class Worker(threading.Thread):
                 busy = False
             if not busy:
                 self.wakeup.wait(self._interval)
-                self.wakeup.clear()
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -188,8 +269,8 @@ class Worker(threading.Thread):
 
 def outbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
     ids = claim_due(runtime, runtime.settings.delivery.batch)
-    for row_id in ids:
-        deliver_one(runtime, row_id, clients)
+    if ids:
+        deliver_many(runtime, ids, clients)
     return bool(ids)
 
 
@@ -201,11 +282,17 @@ def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
     client = clients.get(upstream.node_id)
     if client is None:
         client = clients[upstream.node_id] = client_for(runtime, upstream)
-    items = client.inbox(runtime.settings.delivery.batch, wait=LONG_POLL)
-    for item in items:
-        fetched = client.fetch(item.delivery_id)
-        outcome, reason = handle_incoming(runtime, fetched.data, item.message_id, item.recipient, upstream)
-        client.ack(item.delivery_id, outcome, reason)
+    items = client.inbox(runtime.settings.delivery.batch, wait=LONG_POLL, inline=BATCH_BYTES)
+    acks: list[Ack] = []
+    try:
+        for item in items:
+            data = item.data if item.data is not None else client.fetch(item.delivery_id).data
+            outcome, reason = handle_incoming(runtime, data, item.message_id, item.recipient, upstream)
+            acks.append(Ack(item.delivery_id, outcome, reason))
+    finally:
+        # What was stored is acknowledged even if a later item failed; the rest is listed again.
+        if acks:
+            client.ack_many(acks)
     return bool(items)
 
 
@@ -241,7 +328,9 @@ class Workers:
         interval = runtime.settings.delivery.poll_interval
         self._out_clients: dict[str, AxisClient] = {}
         self._in_clients: dict[str, AxisClient] = {}
-        self.outbox = Worker("outbox", lambda: outbox_step(runtime, self._out_clients), interval)
+        self.outbox = Worker(
+            "outbox", lambda: outbox_step(runtime, self._out_clients), interval, wakeup=runtime.outbox_ready
+        )
         self.inbox = Worker("inbox", lambda: inbox_step(runtime, self._in_clients), interval)
         self.witness = Worker("witness", self._witness_step, runtime.settings.checkpoint_interval)
 

@@ -118,6 +118,7 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
                 if runtime.upstream is not None and via == runtime.upstream.node_id:
                     if not forwarded:
                         s.add(OutboxRow(envelope_id=row.id, destination=via))
+                        runtime.mark_outbox(s)
                         forwarded = True
                     continue
                 s.add(

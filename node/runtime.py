@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from node.config import KeyConfig, NodeSettings, OrganisationConfig, RegisteredNode, read_public_key
@@ -80,6 +81,10 @@ class NodeRuntime:
 
             upgrade(self.engine)
         self.sessions = session_factory(self.engine)
+        # Set when a transaction that queued outbox rows commits (``mark_outbox``): the outbox worker wakes at
+        # once instead of at its next poll, whichever thread queued the message.
+        self.outbox_ready = threading.Event()
+        event.listen(self.sessions, "after_commit", self._after_commit)
         from storage.errors import ObjectStoreConfigError
         from storage.retention import RetentionPolicy
 
@@ -108,6 +113,15 @@ class NodeRuntime:
             self.audit  # noqa: B018
 
     # -- database
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop("outbox", False):
+            self.outbox_ready.set()
+
+    @staticmethod
+    def mark_outbox(session: Session) -> None:
+        """Say that ``session`` queued outbox rows: the outbox worker is woken when it commits."""
+        session.info["outbox"] = True
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in a transaction: committed at the end, rolled back on error."""

@@ -175,6 +175,7 @@ def queue_in(
     s.add(row)
     s.flush()
     s.add(OutboxRow(envelope_id=row.id, destination=upstream.node_id))
+    runtime.mark_outbox(s)
     if message.kind == "status":
         s.add(status_row(message, message_id, "out"))
     record_event(

@@ -57,3 +57,15 @@ def error_for(
     if (status >= 500 and status not in PERMANENT_5XX) or status in RETRYABLE_4XX:
         return RetryableDeliveryError(message, status=status, retry_after=retry_after_seconds(retry_after))
     return PermanentDeliveryError(message, status=status, problem=problem, signed=signed)
+
+
+def error_for_problem(problem: dict[str, Any], *, what: str) -> RetryableDeliveryError | PermanentDeliveryError:
+    """The error for one refused item of a batch answer: its problem document, classified by its ``status``."""
+    raw = problem.get("status")
+    status = raw if isinstance(raw, int) and 400 <= raw <= 599 else 500
+    title, detail = problem.get("title"), problem.get("detail")
+    message = f"{what}: HTTP {status}: " + " — ".join(str(x) for x in (title, detail) if x)
+    if (status >= 500 and status not in PERMANENT_5XX) or status in RETRYABLE_4XX:
+        return RetryableDeliveryError(message, status=status)
+    # The batch answer as a whole is signed and verified, so each item's problem is too.
+    return PermanentDeliveryError(message, status=status, problem=problem, signed=True)
