@@ -23,6 +23,7 @@ from pydantic import Base64Bytes, BaseModel, Field
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from node.delivery import Workers
 from node.errors import NodeError, NotFoundError, SendError
@@ -899,15 +900,27 @@ UPLOAD_OVERHEAD = 4 * 1024 * 1024  # a message description and multipart framing
 
 def _limit_request_bodies(app: FastAPI, limit: int) -> None:
     """Refuse a declared body over ``limit`` before any of it is read (the exchange API checks as it reads)."""
+    app.add_middleware(_DeclaredBodyLimit, limit=limit)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        declared = request.headers.get("content-length") or ""
-        size = int(declared) if declared.isdigit() else 0
+
+class _DeclaredBodyLimit:
+    """Plain ASGI (not ``BaseHTTPMiddleware``, which costs a task and a stream copy on every request)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # exchange requests are measured as they are read, and refused with a signed answer (node_auth)
-        if size > limit and not request.url.path.startswith(EXCHANGE):
-            return problem_response(413, "too-large", f"the body is {size:,} bytes; the limit is {limit:,}")
-        return await call_next(request)
+        if scope["type"] == "http" and not scope["path"].startswith(EXCHANGE):
+            declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+            size = int(declared) if declared.isdigit() else 0
+            if size > self.limit:
+                response = problem_response(
+                    413, "too-large", f"the body is {size:,} bytes; the limit is {self.limit:,}"
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _install_problem_handlers(app: FastAPI) -> None:
