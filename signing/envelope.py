@@ -12,16 +12,12 @@ import base64
 import functools
 import hashlib
 import re
-import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, cast
 
 from asn1crypto import cms as asn1_cms
-from asn1crypto import crl as asn1_crl
-from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -46,6 +42,7 @@ from schemas import (
 )
 from signing._private import xmldsig
 from signing._private.certpath import CertificateCheck, check_certificate
+from signing._private.pathcache import PATH_CACHE_SECONDS, PathCache, per_store, reusable_until
 from signing.errors import SignError
 from signing.report import (
     CertificateInfo,
@@ -841,45 +838,17 @@ def _has_only_nr(cert: x509.Certificate) -> bool:
 
 # --- certificate path validations, remembered briefly per trust store -----------------------------------
 
-_PATH_CACHE_SECONDS = 60
-_PATH_CACHE_SIZE = 256
+_PATH_CACHE_SECONDS = PATH_CACHE_SECONDS
 
 
-@dataclass(frozen=True, slots=True)
-class _CachedPath:
-    check: CertificateCheck
-    since: datetime
-    until: datetime
+class _PathCache(PathCache[CertificateCheck]):
+    """Passed envelope path validations of one trust store, reused for at most a minute.
 
-
-class _PathCache:
-    """Successful path validations of one trust store, reused for at most a minute.
-
-    Path validation (pyhanko-certvalidator: building the path, checking every signature, validity and
-    key usage along it, revocation) is most of what verifying an envelope costs, and a node verifies
-    message after message from the same few senders. A *passed* validation is reused when everything
-    it depended on is the same:
-
-    * the key: the signer's certificate and the other certificates the signature carried (they may
-      complete the path), the key usage asked for, the validation moment (None: now), the store's
-      revocation policy and whether it may fetch, and the revocation data the store knows (OCSP
-      responses and CRLs, compared in full: data learnt since, good or bad, means validating again);
-    * the time: it was validated at ``since`` and is reused until ``until``, at most 60 s later, and
-      for validation "now" no later than the end of validity of any certificate on the path or the
-      next update of any OCSP response or CRL the store holds (one without a next update: no reuse).
-      Certificates that were valid at ``since`` stay valid until their ``not_after``, and revocation
-      data stays fresh until its next update, so the outcome cannot differ within that window.
-
-    Never reused: failures and indeterminate results (validated again every time), results for which
-    revocation data was fetched during the validation (the next one runs with that data known, as it
-    would have anyway), and passes in soft-fail mode with fetching allowed where a certificate names a
-    revocation source but no revocation data was obtained (the fetch may have failed: it is retried).
-    The roots and intermediates of a store are fixed when it is made, so they need not be in the key.
+    What makes a validation reusable, and for how long, is in ``signing._private.pathcache``; the key
+    here: the signer's certificate and the other certificates the signature carried (they may complete
+    the path), the key usage asked for, the validation moment (None: now), the store's revocation policy
+    and whether it may fetch, and the revocation data the store knows.
     """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[object, ...], _CachedPath] = {}
 
     def check(
         self,
@@ -892,98 +861,29 @@ class _PathCache:
         revinfo = trust.revocation_snapshot()
         key = (signer, tuple(others), key_usage, moment, trust.revocation, trust.allow_fetching, revinfo)
         now = datetime.now(UTC)
-        entry = self._entries.get(key)
-        if entry is not None and entry.since <= now < entry.until:
-            return entry.check
+        found = self.get(key, now)
+        if found is not None:
+            return found
         check = check_certificate(trust, signer, others, moment, key_usage=key_usage)
-        until = self._reusable_until(trust, check, [signer, *others], moment, now, revinfo)
+        until = reusable_until(
+            trust,
+            passed=check.indication is Indication.TOTAL_PASSED,
+            # check_certificate keeps what it fetched in the store
+            learnt_revocation_data=trust.revocation_snapshot() != revinfo,
+            had_revocation_data=bool(check.revocation),
+            presented=[signer, *others],
+            path_not_after=[c.not_after for c in check.chain],
+            moment=moment,
+            now=now,
+            revinfo=revinfo,
+        )
         if until is not None:
-            with self._lock:
-                self._entries.pop(key, None)
-                while len(self._entries) >= _PATH_CACHE_SIZE:
-                    del self._entries[next(iter(self._entries))]
-                self._entries[key] = _CachedPath(check, now, until)
+            self.put(key, check, now, until)
         return check
-
-    @staticmethod
-    def _reusable_until(
-        trust: TrustStore,
-        check: CertificateCheck,
-        presented: list[x509.Certificate],
-        moment: datetime | None,
-        now: datetime,
-        revinfo: tuple[tuple[bytes, ...], tuple[bytes, ...]],
-    ) -> datetime | None:
-        if check.indication is not Indication.TOTAL_PASSED or trust.revocation_snapshot() != revinfo:
-            return None
-        if (
-            trust.allow_fetching
-            and trust.revocation == "soft-fail"
-            and not check.revocation
-            and any(_names_revocation_source(c) for c in (*presented, *trust.intermediates))
-        ):
-            return None
-        until = now + timedelta(seconds=_PATH_CACHE_SECONDS)
-        if moment is None:
-            deadlines = [c.not_after for c in check.chain]
-            updates = _next_updates(*revinfo)
-            if updates is None:
-                return None
-            deadlines.extend(updates)
-            until = min([until, *deadlines])
-        return until if until > now else None
-
-
-_PATH_CACHES: dict[int, tuple[weakref.ref[TrustStore], _PathCache]] = {}
-_PATH_CACHES_LOCK = threading.Lock()
 
 
 def _path_cache(trust: TrustStore) -> _PathCache:
-    """The path cache of ``trust`` (a TrustStore is not hashable: kept by identity, dropped with it)."""
-    ident = id(trust)
-    found = _PATH_CACHES.get(ident)
-    if found is not None and found[0]() is trust:
-        return found[1]
-    with _PATH_CACHES_LOCK:
-        found = _PATH_CACHES.get(ident)
-        if found is not None and found[0]() is trust:
-            return found[1]
-        cache = _PathCache()
-
-        def forget(ref: weakref.ref[TrustStore], ident: int = ident) -> None:
-            with _PATH_CACHES_LOCK:
-                if _PATH_CACHES.get(ident, (None,))[0] is ref:
-                    del _PATH_CACHES[ident]
-
-        _PATH_CACHES[ident] = (weakref.ref(trust, forget), cache)
-        return cache
-
-
-def _names_revocation_source(cert: x509.Certificate) -> bool:
-    for extension in (x509.CRLDistributionPoints, x509.AuthorityInformationAccess):
-        try:
-            cert.extensions.get_extension_for_class(extension)
-            return True
-        except x509.ExtensionNotFound:
-            continue
-    return False
-
-
-def _next_updates(ocsps: tuple[bytes, ...], crls: tuple[bytes, ...]) -> list[datetime] | None:
-    """The next update of every OCSP response and CRL; None if one has none (or cannot be read)."""
-    found: list[datetime] = []
-    try:
-        for der in ocsps:
-            tbs = asn1_ocsp.OCSPResponse.load(der).basic_ocsp_response["tbs_response_data"]
-            for single in tbs["responses"]:
-                found.append(single["next_update"].native)
-        for der in crls:
-            found.append(asn1_crl.CertificateList.load(der)["tbs_cert_list"]["next_update"].native)
-    except (ValueError, KeyError, TypeError):
-        return None
-    if any(f is None for f in found):
-        return None
-    return found
+    return per_store(trust, _PathCache)
 
 
 def envelope_message_id(data: bytes) -> str:

@@ -50,7 +50,7 @@ from pyhanko.sign.validation.status import PdfSignatureStatus
 from pyhanko.stamp import TextStampStyle
 
 from schemas import VIETNAM_TIME
-from signing._private import pyhanko_speedups
+from signing._private import pdf_paths, pyhanko_speedups
 from signing._private.images import handwriting_png, image_xobject, seal_png
 from signing._private.pyhanko_signer import pyhanko_signer
 from signing.errors import SignError
@@ -69,6 +69,8 @@ from signing.trust import TrustStore
 
 # Bulk hex reading and memoised name preparation: the same results, a fraction of the verification time.
 pyhanko_speedups.install()
+# A signer's passed path validation reused briefly, as for envelopes (see signing._private.pathcache).
+pdf_paths.install()
 
 Box = tuple[float, float, float, float]
 
@@ -429,9 +431,11 @@ def _verify_one(
     name: str, sig: Any, trust: TrustStore, at: datetime | None, total_revisions: int, signed_revisions: set[int]
 ) -> SignatureReport:
     ident = f"attachment:{name}#{sig.field_name}"
-    context = trust.validation_context(at)
     try:
-        status: PdfSignatureStatus = asyncio.run(async_validate_pdf_signature(sig, signer_validation_context=context))
+        with pdf_paths.reusing_passed_paths(trust, at) as context:
+            status: PdfSignatureStatus = asyncio.run(
+                async_validate_pdf_signature(sig, signer_validation_context=context)
+            )
     except (SignatureValidationError, PdfError, ValueError) as e:
         return SignatureReport(
             id=ident,
