@@ -50,6 +50,7 @@ SENDERS = tuple(
     for i, name in enumerate(("Tài chính", "Nội vụ", "Y tế", "Xây dựng"), start=1)
 )
 TARGET = 100.0
+PAGE = 20  # messages per poll of the recipient's list
 
 
 def raw_rsa_signs_per_s(seconds: float = 0.5) -> float:
@@ -129,11 +130,12 @@ def run_case(running: RunningNetwork, senders: int, messages: int, pdf: bytes, t
         while len(stored) < messages:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {len(stored)} of {messages} envelopes arrived in time")
-            # Newest first, a small page: the recipient's CPU is what is measured, not our polling.
+            # Newest first, small pages, more only while a whole page is new: the recipient's CPU is what is
+            # measured, not our polling.
             offset = 0
             while True:
                 page = http.get(
-                    "/api/v1/messages", params={"direction": "in", "kind": "document", "limit": 100, "offset": offset}
+                    "/api/v1/messages", params={"direction": "in", "kind": "document", "limit": PAGE, "offset": offset}
                 ).json()["items"]
                 new = [i for i in page if i["message_id"] not in seen]
                 for item in new:
@@ -141,9 +143,9 @@ def run_case(running: RunningNetwork, senders: int, messages: int, pdf: bytes, t
                     if tag in item["document_id"]:
                         created = datetime.fromisoformat(item["created_at"]).timestamp() - epoch_offset
                         stored.setdefault(item["document_id"], created)
-                if len(new) < 100:
+                if len(new) < PAGE:
                     break
-                offset += 100
+                offset += PAGE
             time.sleep(0.2)
     for t in threads:
         t.join()
@@ -163,6 +165,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200, help="envelopes per case")
     parser.add_argument("--pdf-size", type=int, default=100_000)
     parser.add_argument("--unloaded", type=int, default=10, help="envelopes sent one at a time, for latency")
+    parser.add_argument("--keep", type=Path, help="write the network (configs, databases, logs) here and keep it")
     args = parser.parse_args()
 
     from signing.devpki import DevPki, serve_dev_pki
@@ -178,7 +181,7 @@ def main() -> None:
         "target_envelopes_per_s": TARGET,
     }
     with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp:
-        directory = Path(tmp)
+        directory = args.keep or Path(tmp)
         with serve_dev_pki(directory / "pki", port=0) as responders:
             agencies = [AgencySpec("bo-tai-chinh", "truc", ((MINISTRY.organ_id, MINISTRY.organ_name),))]
             agencies += [AgencySpec(f"so-{i}", "truc", ((o.organ_id, o.organ_name),)) for i, o in enumerate(SENDERS)]

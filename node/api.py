@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Upload
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import Base64Bytes, BaseModel, Field
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -74,6 +74,9 @@ _TITLES = {
 # -- node authentication (RFC 9421) ---------------------------------------------------------------------
 
 
+_REMEMBER_NONCE = insert(NonceRow)
+
+
 def _remember_nonce(runtime: NodeRuntime) -> Callable[[str, str, datetime], bool]:
     # Spent nonces are kept in the database (replicas share them) until well after their signatures expired;
     # the expired ones are swept once a minute, not on every request.
@@ -82,11 +85,12 @@ def _remember_nonce(runtime: NodeRuntime) -> Callable[[str, str, datetime], bool
     def remember(key_id: str, nonce: str, expires_at: datetime) -> bool:
         now = datetime.now(UTC)
         try:
-            with runtime.session() as s:
+            # Core, not the ORM: one INSERT on every signed request, without a unit of work around it.
+            with runtime.engine.begin() as conn:
                 if now - swept[0] > timedelta(minutes=1):
-                    s.execute(delete(NonceRow).where(NonceRow.expires_at < now - timedelta(minutes=10)))
+                    conn.execute(delete(NonceRow).where(NonceRow.expires_at < now - timedelta(minutes=10)))
                     swept[0] = now
-                s.add(NonceRow(key_id=key_id, nonce=nonce, expires_at=expires_at))
+                conn.execute(_REMEMBER_NONCE, {"key_id": key_id, "nonce": nonce, "expires_at": expires_at})
         except IntegrityError:
             return False
         return True
