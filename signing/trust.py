@@ -13,8 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
+from asn1crypto import crl as asn1_crl
+from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -26,6 +28,8 @@ from schemas import OrganRegistry
 from signing.errors import KeyLoadError
 
 RevocationMode = Literal["soft-fail", "hard-fail", "require"]
+T = TypeVar("T", asn1_ocsp.OCSPResponse, asn1_crl.CertificateList)
+_REMEMBERED = 256  # OCSP responses, and CRLs, a store keeps
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
@@ -100,10 +104,29 @@ class TrustStore:
             # outlive it (leaking sockets); requests holds nothing between calls.
             fetchers=self._fetchers() if self.allow_fetching else None,
             revocation_mode=self.revocation,
-            ocsps=[*self._ocsps, *ocsps],
-            crls=[*self._crls, *crls],
+            ocsps=[*self._parsed(self._ocsps, asn1_ocsp.OCSPResponse), *ocsps],
+            crls=[*self._parsed(self._crls, asn1_crl.CertificateList), *crls],
             retroactive_revinfo=moment is not None,
         )
+
+    def _parsed(self, remembered: list[bytes], kind: type[T]) -> list[T | bytes]:
+        """``remembered``, each parsed once per thread (a context made from bytes parses them again, and a
+        node may remember hundreds). One copy per thread: asn1crypto parses lazily, in place, so a parse
+        in progress in one thread is not safe to read from another."""
+        cache: dict[bytes, object] | None = getattr(self._local, "parsed", None)
+        if cache is None or len(cache) > 2 * _REMEMBERED:  # forget what the store no longer remembers
+            cache = self._local.parsed = {}
+        out: list[T | bytes] = []
+        for der in list(remembered):
+            found = cache.get(der)
+            if not isinstance(found, kind):
+                try:
+                    found = cache[der] = kind.load(der)
+                except ValueError:
+                    out.append(der)  # as before: pyhanko-certvalidator reports it
+                    continue
+            out.append(found)
+        return out
 
     def _fetchers(self) -> Fetchers:
         """This thread's fetchers, renewed every ``revocation_cache_seconds``; they keep what they fetched.
@@ -128,4 +151,4 @@ class TrustStore:
             for item in new:
                 if item not in store:
                     store.append(item)
-            del store[:-256]
+            del store[:-_REMEMBERED]

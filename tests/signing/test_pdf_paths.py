@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko.sign.validation import generic_cms
+from pyhanko_certvalidator import ValidationContext
 
 from node.samples import sample_pdf
 from signing._private import pathcache, pdf_paths
@@ -190,3 +192,49 @@ def test_outside_verify_pdf_every_call_goes_to_pyhanko(monkeypatch: pytest.Monke
     args = ("cert", "context", "usage", "paths")
     assert asyncio.run(pdf_paths.validate_cert_usage(*args)) is sentinel  # type: ignore[arg-type]
     assert seen == [(*args, None)]
+
+
+# --- the store's remembered revocation data, parsed once per thread --------------------------------------
+
+
+def _crl(pki: MiniPki, serials: range) -> bytes:
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(pki.issuing.subject)
+        .last_update(NOW - dt.timedelta(minutes=len(serials)))
+        .next_update(NOW + dt.timedelta(hours=1))
+    )
+    for serial in serials:
+        revoked = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(NOW).build()
+        builder = builder.add_revoked_certificate(revoked)
+    return builder.sign(pki.issuing_key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def test_remembered_revocation_data_is_parsed_once_per_thread(pki: MiniPki) -> None:
+    trust = TrustStore(roots=(pki.root,), allow_fetching=False)
+    crls = [_crl(pki, range(10, 12)), _crl(pki, range(20, 25))]
+    trust.remember_revocation([], crls)
+    first, second = trust.validation_context(None), trust.validation_context(None)
+    assert sorted(c.dump() for c in first.crls) == sorted(crls)
+    assert [id(c) for c in first.crls] == [id(c) for c in second.crls]  # parsed once
+    elsewhere: list[Any] = []
+    thread = threading.Thread(target=lambda: elsewhere.extend(trust.validation_context(None).crls))
+    thread.start()
+    thread.join()
+    assert sorted(c.dump() for c in elsewhere) == sorted(crls)
+    assert not {id(c) for c in elsewhere} & {id(c) for c in first.crls}  # each thread its own
+    # more data: all of it, in the order pyhanko-certvalidator puts it (freshest first)
+    newer = _crl(pki, range(30, 31))
+    trust.remember_revocation([], [newer])
+    assert [c.dump() for c in trust.validation_context(None).crls] == [
+        c.dump() for c in ValidationContext(trust_roots=[], crls=[*crls, newer]).crls
+    ]
+
+
+def test_unreadable_remembered_revocation_data_fails_as_before(pki: MiniPki) -> None:
+    trust = TrustStore(roots=(pki.root,), allow_fetching=False)
+    trust.remember_revocation([b"\x30\x03junk"], [])
+    with pytest.raises(Exception) as expected:  # noqa: PT011 - whatever pyhanko-certvalidator raises
+        ValidationContext(trust_roots=[], ocsps=[b"\x30\x03junk"])
+    with pytest.raises(type(expected.value)):
+        trust.validation_context(None)
