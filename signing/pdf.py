@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from PIL import Image
 from pyhanko.pdf_utils import generic, layout
 from pyhanko.pdf_utils.content import PdfContent
-from pyhanko.pdf_utils.font.api import FontEngineFactory
+from pyhanko.pdf_utils.font import opentype
+from pyhanko.pdf_utils.font.api import FontEngine, FontEngineFactory
 from pyhanko.pdf_utils.font.basic import SimpleFontEngineFactory
 from pyhanko.pdf_utils.font.opentype import CIDFontType2, GlyphAccumulator, GlyphAccumulatorFactory
 from pyhanko.pdf_utils.images import PdfImage
@@ -156,14 +157,18 @@ def _font() -> FontEngineFactory:
 
 
 class _StampFontFactory(GlyphAccumulatorFactory):
-    """``GlyphAccumulatorFactory``, whose engines reuse the subset font program of an earlier stamp.
+    """``GlyphAccumulatorFactory``, whose engines share one parse of the font and reuse the subset font
+    program of an earlier stamp.
 
-    pyHanko subsets the font and serialises the subset (fontTools, ~6 ms) for every signature, though
-    the stamp text of an organisation draws from the same few dozen glyphs each time. The program
-    depends only on the font file and the glyphs used, so it is kept per glyph set (compressed, as
-    embedded) and written again as is. Only the TrueType case (CIDFontType2) is cached: a CFF program
-    carries the random subset tag in its name. The one difference from a fresh subset is the font's
-    ``head.modified`` time, which fontTools sets when it saves.
+    pyHanko parses the font file (fontTools: outlines, metrics, glyph names from the cmap; HarfBuzz: the
+    face) for every engine, that is for every signature, then subsets it and serialises the subset
+    (~6 ms), though the stamp text of an organisation draws from the same few dozen glyphs each time.
+    The parse is done once per font file (:func:`_parsed_font`) and only read afterwards; an engine
+    that has to subset gets a private parse first (subsetting rewrites the font in place). The subset
+    program depends only on the font file and the glyphs used, so it is kept per glyph set (compressed,
+    as embedded) and written again as is. Only the TrueType case (CIDFontType2) is shared and cached: a
+    CFF program carries the random subset tag in its name. The one difference from a fresh subset is the
+    font's ``head.modified`` time, which fontTools sets when it saves.
     """
 
     def create_font_engine(self, writer: Any, obj_stream: Any = None) -> GlyphAccumulator:
@@ -172,6 +177,7 @@ class _StampFontFactory(GlyphAccumulatorFactory):
             obj_stream = writer.prepare_object_stream()
         return _StampFont(
             self.font_file,
+            _parsed_font(self.font_file),
             writer=writer,
             font_handle=io.BytesIO(_font_bytes(self.font_file)),
             font_size=self.font_size,
@@ -188,23 +194,119 @@ def _font_bytes(path: str) -> bytes:
     return Path(path).read_bytes()  # the stamp subset, named by its content's digest: never changes
 
 
+@dataclass(frozen=True)
+class _ParsedFont:
+    """A TrueType font parsed once, as ``GlyphAccumulator`` parses it, and only read from then on."""
+
+    tt: Any  # fontTools TTFont, every table loaded
+    hb_font: Any  # uharfbuzz Font
+    ps_name: str
+    glyph_set: Any
+    units_per_em: int
+
+
+@functools.cache
+def _parsed_font(path: str) -> _ParsedFont | None:
+    """The shared parse of the stamp font; None for a CFF font (each engine parses it, as pyHanko does)."""
+    import uharfbuzz  # type: ignore[import-untyped]
+    from fontTools.ttLib import TTFont
+
+    data = _font_bytes(path)
+    tt = TTFont(io.BytesIO(data))
+    if "CFF " in tt:
+        return None
+    # fontTools loads tables on first use, in place; engines in several threads read this one
+    for tag in list(tt.keys()):
+        _ = tt[tag]
+    tt.getGlyphOrder()
+    return _ParsedFont(
+        tt=tt,
+        hb_font=uharfbuzz.Font(uharfbuzz.Face(data)),
+        ps_name=opentype._read_ps_name(tt),
+        glyph_set=tt.getGlyphSet(preferCFF=True),
+        units_per_em=tt["head"].unitsPerEm,
+    )
+
+
 _SUBSET_PROGRAMS: dict[tuple[str, tuple[int, ...]], tuple[dict[Any, Any], bytes]] = {}
 _MAX_SUBSET_PROGRAMS = 256
 
 
 class _StampFont(GlyphAccumulator):
-    def __init__(self, font_file: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        font_file: str,
+        parsed: _ParsedFont | None,
+        *,
+        writer: Any,
+        font_handle: io.BytesIO,
+        font_size: int,
+        ot_script_tag: str | None,
+        ot_language_tag: str | None,
+        writing_direction: str | None,
+        bcp47_lang_code: str | None,
+        obj_stream: Any,
+    ) -> None:
         self._font_file = font_file
+        self._shared = parsed is not None
+        if parsed is None:
+            super().__init__(
+                writer=writer,
+                font_handle=font_handle,
+                font_size=font_size,
+                ot_script_tag=ot_script_tag,
+                ot_language_tag=ot_language_tag,
+                writing_direction=writing_direction,
+                bcp47_lang_code=bcp47_lang_code,
+                obj_stream=obj_stream,
+            )
+            return
+        # What GlyphAccumulator.__init__ (pyHanko 0.38) does for a TrueType font, in the same order, with
+        # the shared parse instead of a new one (a test compares the two engines attribute by attribute).
+        FontEngine.__init__(
+            self, writer, parsed.ps_name, embedded_subset=True, obj_stream=obj_stream, font_size=font_size
+        )
+        self.hb_font = parsed.hb_font
+        self.tt = parsed.tt
+        self._font_ref = writer.allocate_placeholder()
+        self.cff_charset = None
+        self.use_raw_gids = True
+        self.cidfont_obj = CIDFontType2(parsed.tt, parsed.ps_name, self.subset_prefix)
+        self.features = None
+        self.units_per_em = parsed.units_per_em
+        self._glyphs = {}
+        self._glyph_set = parsed.glyph_set
+        self._cid_to_unicode = {}
+        self._GlyphAccumulator__reverse_cmap = None
+        self.ot_language_tag = opentype._check_ot_tag(ot_language_tag)
+        self.ot_script_tag = opentype._check_ot_tag(ot_script_tag)
+        if writing_direction is not None and writing_direction not in ("ltr", "rtl", "ttb", "btt"):
+            raise ValueError("Writing direction must be one of 'ltr', 'rtl', 'ttb' or 'btt'.")
+        self.writing_direction = writing_direction
+        self.bcp47_lang_code = bcp47_lang_code
+        self._subset_created = self._write_prepared = False
+
+    def _own_font(self) -> None:
+        """Subsetting rewrites the font in place: give this engine a private parse of it first."""
+        if self._shared:
+            from fontTools.ttLib import TTFont
+
+            own = TTFont(io.BytesIO(_font_bytes(self._font_file)))
+            self.tt = own
+            self.cidfont_obj._tt = own
+            self._shared = False
 
     def prepare_write(self) -> None:
         if self._write_prepared or not isinstance(self.cidfont_obj, CIDFontType2):
+            if not self._write_prepared and not self._subset_created:
+                self._own_font()
             super().prepare_write()
             return
         key = (self._font_file, tuple(sorted(self._glyphs)))
         cached = _SUBSET_PROGRAMS.get(key)
         cidfont = self.cidfont_obj
         if cached is None:
+            self._own_font()
             subset_and_write = cidfont.set_font_file
 
             def set_font_file(writer: Any) -> Any:
