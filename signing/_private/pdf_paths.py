@@ -137,9 +137,20 @@ async def validate_cert_usage(
         now=now,
         revinfo=scope.revinfo,
     )
-    if until is not None:
+    if until is not None and _fully_parsed(path):
         cache.put(key, result, now, until)
     return result
+
+
+def _fully_parsed(path: Any) -> bool:
+    """Parse every part of the path's certificates now: asn1crypto parses lazily, in place, and a cached
+    result is read by other threads (pyHanko checks seed value constraints against it)."""
+    try:
+        for cert in path:
+            _ = cert.native
+    except (ValueError, TypeError, KeyError):
+        return False
+    return True
 
 
 def _presented(trust: TrustStore, usable: list[Any]) -> Iterator[x509.Certificate]:
