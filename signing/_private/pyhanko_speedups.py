@@ -1,8 +1,9 @@
-"""Faster versions of two functions that dominate verifying a PAdES signature, with the same results.
+"""Faster versions of functions that dominate verifying a PAdES signature, with the same results.
 
-Both are installed by replacing a module attribute, once per process (:func:`install`), and only when
-the attribute is still the function they were written against: if a new pyHanko or asn1crypto renames
-or replaces it, the original stays in place and verification is merely slower.
+Each is installed by replacing a module attribute, once per process (:func:`install`), and only when
+the attribute is still the function it was written against (and pyHanko's character classes are still
+the ones copied here): if a new pyHanko or asn1crypto renames or replaces it, the original stays in
+place and verification is merely slower.
 
 * ``pyhanko.pdf_utils.generic.read_hex_string_from_stream`` reads a hex string one byte at a time,
   through a generator and ``read_non_whitespace``: a signature's /Contents (tens of thousands of hex
@@ -13,6 +14,11 @@ or replaces it, the original stays in place and verification is merely slower.
   else (a comment, any other byte, no ``>`` before the end) seeks back and lets pyHanko's own function
   read it, so it raises exactly what it raises. ``read_object`` looks the function up as a module global
   of ``pyhanko.pdf_utils.generic`` on every call, so replacing that attribute is enough.
+* ``pyhanko.pdf_utils.generic.read_until_delimiter`` (``misc.read_until_delimiter``, imported into
+  ``generic``, which reads every name and content-stream operator with it) reads one byte at a time
+  through a generator; the difference analysis reads thousands of names. The replacement reads a chunk
+  and finds the first PDF whitespace or delimiter with a regular expression, and leaves the stream where
+  pyHanko's leaves it: at that delimiter, or at the end of the stream if there is none.
 * ``asn1crypto.x509.RelativeDistinguishedName._get_values`` runs the LDAP string preparation of RFC 4518
   (stringprep, NFKC) on every attribute of the name each time two names are compared; pyHanko's
   ``match_issuer_serial`` compares the same few names many times per signature. The prepared values
@@ -24,20 +30,25 @@ or replaces it, the original stays in place and verification is merely slower.
 from __future__ import annotations
 
 import binascii
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from asn1crypto import x509 as asn1_x509
-from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils import generic, misc
 
-__all__ = ["install", "read_hex_string_from_stream"]
+__all__ = ["install", "read_hex_string_from_stream", "read_until_delimiter"]
 
-# As pyHanko's misc.PDF_WHITESPACE and generic.HEX_DIGITS; copied so that a change there cannot silently
-# widen what the fast path accepts (anything outside these falls back to pyHanko).
+# As pyHanko's misc.PDF_WHITESPACE, misc.PDF_DELIMITERS and generic.HEX_DIGITS; copied so that a change
+# there cannot silently change what the fast paths do (install checks they still agree).
 _PDF_WHITESPACE = b" \n\r\t\f\x00"
+_PDF_DELIMITERS = b"()<>[]{}/%"
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
+_TOKEN_END = re.compile(b"[" + re.escape(_PDF_WHITESPACE + _PDF_DELIMITERS) + b"]")
+# Names and operators are short: one read nearly always holds the whole token.
+_TOKEN_READ = 64
 # Signature /Contents are ~10-40 KB of hex; start there and double, so one or two reads find the end.
 _FIRST_READ = 16384
 
@@ -51,6 +62,13 @@ def _is(function: object, module: str, qualname: str) -> bool:
 _original_read_hex: Callable[[Any], Any] | None = (
     generic.read_hex_string_from_stream
     if _is(generic.read_hex_string_from_stream, "pyhanko.pdf_utils.generic", "read_hex_string_from_stream")
+    else None
+)
+# generic imports it from misc; its namespace (where read_object and NameObject look it up) is what counts
+_GENERIC = vars(generic)
+_original_read_until_delimiter: Callable[[Any], bytes] | None = (
+    _GENERIC.get("read_until_delimiter")
+    if _is(_GENERIC.get("read_until_delimiter"), "pyhanko.pdf_utils.misc", "read_until_delimiter")
     else None
 )
 _original_get_values: Callable[[Any, Any], dict[str, str]] | None = (
@@ -102,6 +120,28 @@ def read_hex_string_from_stream(stream: Any) -> Any:
     return generic.pdf_string(binascii.unhexlify(digits))
 
 
+def read_until_delimiter(stream: Any) -> bytes:
+    """``pyhanko.pdf_utils.misc.read_until_delimiter``: the bytes up to the next PDF whitespace or delimiter
+    (or the end), the stream left at that delimiter (or at the end)."""
+    start = stream.tell()
+    parts: list[bytes] = []
+    consumed = 0
+    size = _TOKEN_READ
+    while True:
+        chunk = stream.read(size)
+        found = _TOKEN_END.search(chunk)
+        if found is not None:
+            parts.append(chunk[: found.start()])
+            stream.seek(start + consumed + found.start())
+            break
+        parts.append(chunk)
+        if len(chunk) < size:  # the end of the stream: pyHanko stays there too
+            break
+        consumed += len(chunk)
+        size *= 2
+    return b"".join(parts)
+
+
 class _Memo:
     """A small thread-safe LRU; values are stored as given and copied by the caller."""
 
@@ -149,13 +189,28 @@ _install_lock = threading.Lock()
 
 
 def install() -> None:
-    """Put both replacements in place (idempotent), each only over the function it was written for."""
+    """Put the replacements in place (idempotent), each only over the function it was written for."""
     global _installed
     with _install_lock:
         if _installed:
             return
-        if _original_read_hex is not None and generic.read_hex_string_from_stream is _original_read_hex:
+        same_classes = (
+            misc.PDF_WHITESPACE == _PDF_WHITESPACE
+            and misc.PDF_DELIMITERS == _PDF_DELIMITERS
+            and generic.HEX_DIGITS == _HEX_DIGITS
+        )
+        if (
+            same_classes
+            and _original_read_hex is not None
+            and generic.read_hex_string_from_stream is _original_read_hex
+        ):
             generic.read_hex_string_from_stream = read_hex_string_from_stream
+        if (
+            same_classes
+            and _original_read_until_delimiter is not None
+            and _GENERIC.get("read_until_delimiter") is _original_read_until_delimiter
+        ):
+            _GENERIC["read_until_delimiter"] = read_until_delimiter
         rdn = asn1_x509.RelativeDistinguishedName
         if _original_get_values is not None and rdn.__dict__.get("_get_values") is _original_get_values:
             rdn._get_values = _get_values

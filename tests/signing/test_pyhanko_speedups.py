@@ -16,12 +16,13 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 
 from node.samples import sample_pdf
 from signing._private import pyhanko_speedups
-from signing._private.pyhanko_speedups import read_hex_string_from_stream
+from signing._private.pyhanko_speedups import read_hex_string_from_stream, read_until_delimiter
 from signing.keys import load_pem
 from signing.pdf import PdfSigningKey, PdfSignOptions, SignatureRole, sign_pdf  # importing it installs them
 from tests.signing.fixtures import CaFixture
 
 original_read_hex = pyhanko_speedups._original_read_hex
+original_read_until_delimiter = pyhanko_speedups._original_read_until_delimiter
 original_get_values = pyhanko_speedups._original_get_values
 
 
@@ -41,6 +42,8 @@ def _same(data: bytes) -> None:
 def test_installed_once_over_pyhankos_own() -> None:
     assert original_read_hex is not None and original_get_values is not None
     assert generic.read_hex_string_from_stream is read_hex_string_from_stream
+    assert original_read_until_delimiter is not None
+    assert vars(generic)["read_until_delimiter"] is read_until_delimiter
     assert asn1_x509.RelativeDistinguishedName._get_values is pyhanko_speedups._get_values
     pyhanko_speedups.install()
     assert generic.read_hex_string_from_stream is read_hex_string_from_stream
@@ -107,8 +110,9 @@ def test_every_object_of_a_signed_pdf_reads_as_before(test_ca: CaFixture) -> Non
     signed = sign_pdf(sample_pdf("Hex", size=20_000), key, PdfSignOptions(role=SignatureRole.SIGNER))
     pdf = sign_pdf(signed, key, PdfSignOptions(role=SignatureRole.ORGANISATION))
 
-    def objects(which: Any) -> list[str]:
-        generic.read_hex_string_from_stream = which
+    def objects(hex_reader: Any, token_reader: Any) -> list[str]:
+        generic.read_hex_string_from_stream = hex_reader
+        vars(generic)["read_until_delimiter"] = token_reader
         try:
             reader = PdfFileReader(io.BytesIO(pdf), strict=False)
             size = int(reader.trailer["/Size"])
@@ -116,10 +120,52 @@ def test_every_object_of_a_signed_pdf_reads_as_before(test_ca: CaFixture) -> Non
             return [re.sub(r" at 0x[0-9a-f]+", "", repr(o)) for o in found]
         finally:
             generic.read_hex_string_from_stream = read_hex_string_from_stream
+            vars(generic)["read_until_delimiter"] = read_until_delimiter
 
-    fast = objects(read_hex_string_from_stream)
-    assert fast == objects(original_read_hex)
+    fast = objects(read_hex_string_from_stream, read_until_delimiter)
+    assert fast == objects(original_read_hex, original_read_until_delimiter)
     assert sum(o.startswith("{") and "/ByteRange" in o for o in fast) == 2  # both signatures' dictionaries
+
+
+# --- tokens up to the next delimiter ----------------------------------------------------------------------
+
+
+def _delimited(read: Any, data: bytes, start: int) -> tuple[object, ...]:
+    stream = io.BytesIO(data)
+    stream.seek(start)
+    return (read(stream), stream.tell())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"Type",
+        b"Type/Font",
+        b"Type /Font",
+        b"BaseFont/ABCDEF+LiberationSerif>>",
+        b"a#20b(c)",
+        b"x" * 63 + b" ",
+        b"x" * 64 + b" ",
+        b"x" * 65 + b"/",
+        b"x" * 500,
+        b"x" * 64,
+        b"Tj\n",
+        b"q\x00Q",
+        b"abc\x0bdef]",  # a vertical tab is not PDF whitespace
+        b"\xff\xfe%comment",
+    ],
+)
+def test_tokens_end_where_pyhanko_ends_them(data: bytes) -> None:
+    for start in range(min(len(data), 3) + 1):
+        assert _delimited(read_until_delimiter, data, start) == _delimited(original_read_until_delimiter, data, start)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300), st.integers(min_value=0, max_value=300))
+def test_any_token_ends_where_pyhanko_ends_it(data: bytes, start: int) -> None:
+    start = min(start, len(data))
+    assert _delimited(read_until_delimiter, data, start) == _delimited(original_read_until_delimiter, data, start)
 
 
 # --- prepared name values -------------------------------------------------------------------------------
