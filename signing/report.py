@@ -8,6 +8,7 @@ and for PDFs every revision added after the signature.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import datetime
 from enum import StrEnum
@@ -58,16 +59,7 @@ class CertificateInfo(BaseModel):
 
     @classmethod
     def of(cls, cert: x509.Certificate) -> CertificateInfo:
-        uid = cert.subject.get_attributes_for_oid(NameOID.USER_ID)
-        return cls(
-            subject=cert.subject.rfc4514_string(),
-            issuer=cert.issuer.rfc4514_string(),
-            serial=format(cert.serial_number, "x"),
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
-            sha256=hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest(),
-            organ_code=str(uid[0].value) if uid else None,
-        )
+        return _certificate_info(cert.public_bytes(Encoding.DER))
 
     @property
     def common_name(self) -> str:
@@ -158,3 +150,20 @@ class VerificationReport(BaseModel):
     def exit_code(self) -> int:
         """0 all passed, 1 one failed, 2 indeterminate (the ``lienthong verify`` contract)."""
         return {Indication.TOTAL_PASSED: 0, Indication.TOTAL_FAILED: 1, Indication.INDETERMINATE: 2}[self.indication]
+
+
+@functools.lru_cache(maxsize=1024)
+def _certificate_info(der: bytes) -> CertificateInfo:
+    # The same few signers' certificates are described in report after report, and formatting names
+    # (RFC 4514) costs more than all the rest of a path-cache hit; the model is frozen, so it is shared.
+    cert = x509.load_der_x509_certificate(der)
+    uid = cert.subject.get_attributes_for_oid(NameOID.USER_ID)
+    return CertificateInfo(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        serial=format(cert.serial_number, "x"),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        sha256=hashlib.sha256(der).hexdigest(),
+        organ_code=str(uid[0].value) if uid else None,
+    )
