@@ -359,7 +359,9 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             body = AckBatchBody.model_validate_json(call.body or b"{}")
         except ValueError as e:
             raise ProblemError(400, "malformed", f"the acknowledgements are not valid: {e}") from None
-        known, unknown = _acknowledge(runtime, call.peer.node_id, body.acks)
+        import anyio
+
+        known, unknown = await anyio.to_thread.run_sync(lambda: _acknowledge(runtime, call.peer.node_id, body.acks))
         return signed_json(runtime, request, {"acknowledged": known, "unknown": unknown})
 
     @app.post(EXCHANGE + "/inbox/{delivery_id}/ack", tags=["exchange"])
