@@ -83,6 +83,13 @@ class _BatchReceipt(BaseModel):
     results: list[_BatchItem]
 
 
+class _InboxPoll(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    acknowledged: int = Field(ge=0)
+    unknown: list[str] = Field(default_factory=list)
+    items: list[InboxItem]
+
+
 class _AckReceipt(BaseModel):
     model_config = ConfigDict(extra="ignore")
     acknowledged: int = Field(ge=0)
@@ -206,6 +213,36 @@ class AxisClient:
                 outcomes.append(SendReceipt(message_id=r.message_id, status=r.status, recipients=r.recipients))
         return outcomes
 
+    def next_batch(
+        self, acks: Sequence[Ack] = (), limit: int = 50, *, wait: float = 0.0, inline: int = 0
+    ) -> tuple[list[InboxItem], list[str]]:
+        """Acknowledge ``acks`` and list what waits next, in one request (``POST /inbox``).
+
+        Returns the items (as :meth:`inbox` does, inlined bytes checked) and the acknowledged ids the axis
+        did not know. The acknowledgements are applied before the listing, so it never lists them again.
+        """
+        if not 1 <= limit <= 500:
+            raise ValueError("limit must be 1..500")
+        self._check_acks(acks)
+        payload = {
+            "acks": [{"delivery_id": a.delivery_id, "outcome": a.outcome, "reason": a.reason} for a in acks],
+            "limit": limit,
+            "wait": wait,
+            "inline": inline,
+        }
+        _, body, _ = self._call(
+            "POST",
+            f"{EXCHANGE}/inbox",
+            what="acknowledging and listing the inbox",
+            content=json.dumps(payload, ensure_ascii=False).encode(),
+            headers={"Content-Type": "application/json"},
+            expect=(200,),
+        )
+        answer = self._model(_InboxPoll, body, "the inbox")
+        for a in acks:
+            self._known.pop(a.delivery_id, None)
+        return self._remember(answer.items), answer.unknown
+
     def inbox(self, limit: int = 50, *, wait: float = 0.0, inline: int = 0) -> list[InboxItem]:
         """What waits for this node's organisations, oldest first; ``wait`` > 0 long-polls up to that many seconds.
 
@@ -220,7 +257,10 @@ class AxisClient:
         if inline > 0:
             params["inline"] = inline
         _, body, _ = self._call("GET", f"{EXCHANGE}/inbox", what="listing the inbox", params=params, expect=(200,))
-        items = self._model(_Inbox, body, "the inbox").items
+        return self._remember(self._model(_Inbox, body, "the inbox").items)
+
+    def _remember(self, items: list[InboxItem]) -> list[InboxItem]:
+        """Check inlined bytes, and keep each listing to check later fetches against."""
         for item in items:
             if item.data is not None and sha256(item.data).hexdigest() != item.sha256:
                 raise ResponseSignatureError(
@@ -278,10 +318,7 @@ class AxisClient:
         """Acknowledge several deliveries in one request; return the ids the axis did not know (not ours)."""
         if not acks:
             return []
-        for a in acks:
-            self._check_delivery_id(a.delivery_id)
-            if a.outcome not in ("done", "fail"):
-                raise ValueError("outcome must be 'done' or 'fail'")
+        self._check_acks(acks)
         payload = {"acks": [{"delivery_id": a.delivery_id, "outcome": a.outcome, "reason": a.reason} for a in acks]}
         _, body, _ = self._call(
             "POST",
@@ -313,6 +350,13 @@ class AxisClient:
         return f"AxisClient({self.base_url!r}, as {self.node_key.node_id!r})"
 
     # -- internals -------------------------------------------------------------------------------------
+
+    @classmethod
+    def _check_acks(cls, acks: Sequence[Ack]) -> None:
+        for a in acks:
+            cls._check_delivery_id(a.delivery_id)
+            if a.outcome not in ("done", "fail"):
+                raise ValueError("outcome must be 'done' or 'fail'")
 
     @staticmethod
     def _check_delivery_id(delivery_id: str) -> None:

@@ -219,6 +219,13 @@ class AckBatchBody(BaseModel):
     acks: list[AckItem] = Field(min_length=1, max_length=500)
 
 
+class InboxPollBody(BaseModel):
+    acks: list[AckItem] = Field(default_factory=list, max_length=500)
+    limit: int = Field(default=50, ge=1, le=500)
+    wait: float = Field(default=0, ge=0, le=30)
+    inline: int = Field(default=0, ge=0, le=MAX_INLINE)
+
+
 class BatchEnvelope(BaseModel):
     message_id: str = Field(max_length=64)
     data: Base64Bytes
@@ -335,15 +342,24 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         wait: Annotated[float, Query(ge=0, le=30)] = 0,
         inline: Annotated[int, Query(ge=0, le=MAX_INLINE, description="bytes of envelopes to inline")] = 0,
     ) -> Response:
+
+        items = await _list_inbox(app, runtime, call.peer.node_id, limit, wait, inline)
+        return signed_json(runtime, request, {"items": items})
+
+    @app.post(f"{EXCHANGE}/inbox", tags=["exchange"])
+    async def next_in_inbox(request: Request, call: Annotated[NodeCall, Depends(auth_node)]) -> Response:
+        """Acknowledge what the last listing brought, then list what waits: one round trip per batch."""
         import anyio
 
-        deadline = time.monotonic() + wait
-        while True:
-            items = await anyio.to_thread.run_sync(lambda: _inbox(runtime, call.peer.node_id, limit, inline))
-            if items or time.monotonic() >= deadline:
-                break
-            await _wait_for_mail(app, deadline - time.monotonic())
-        return signed_json(runtime, request, {"items": items})
+        try:
+            body = InboxPollBody.model_validate_json(call.body or b"{}")
+        except ValueError as e:
+            raise ProblemError(400, "malformed", f"the inbox request is not valid: {e}") from None
+        known, unknown = 0, list[str]()
+        if body.acks:
+            known, unknown = await anyio.to_thread.run_sync(lambda: _acknowledge(runtime, call.peer.node_id, body.acks))
+        items = await _list_inbox(app, runtime, call.peer.node_id, body.limit, body.wait, body.inline)
+        return signed_json(runtime, request, {"acknowledged": known, "unknown": unknown, "items": items})
 
     @app.get(EXCHANGE + "/inbox/{delivery_id}", tags=["exchange"])
     async def get_delivery(
@@ -844,6 +860,20 @@ def _delivery(runtime: NodeRuntime, delivery_id: str, node_id: str) -> tuple[Del
         envelope = s.get(EnvelopeRow, row.envelope_id)
         assert envelope is not None
         return row, envelope
+
+
+async def _list_inbox(
+    app: FastAPI, runtime: NodeRuntime, node_id: str, limit: int, wait: float, inline: int
+) -> list[dict[str, Any]]:
+    """The caller's queued deliveries; when there are none, wait up to ``wait`` seconds for some."""
+    import anyio
+
+    deadline = time.monotonic() + wait
+    while True:
+        items = await anyio.to_thread.run_sync(lambda: _inbox(runtime, node_id, limit, inline))
+        if items or time.monotonic() >= deadline:
+            return items
+        await _wait_for_mail(app, deadline - time.monotonic())
 
 
 def _wake_inbox_waiters(app: FastAPI) -> None:

@@ -274,15 +274,22 @@ def outbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
     return bool(ids)
 
 
-def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
-    """Pull what the upstream axis holds for this node, receive it, acknowledge it."""
+def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient], pending: list[Ack] | None = None) -> bool:
+    """Pull what the upstream axis holds for this node, receive it; return whether anything came.
+
+    ``pending`` holds the acknowledgements of what the last step received: they travel with the next
+    listing (``POST /inbox``), one round trip per batch. Without it (None), they are sent at once.
+    """
     upstream = runtime.upstream
     if upstream is None:
         return False
     client = clients.get(upstream.node_id)
     if client is None:
         client = clients[upstream.node_id] = client_for(runtime, upstream)
-    items = client.inbox(runtime.settings.delivery.batch, wait=LONG_POLL, inline=BATCH_BYTES)
+    batch = runtime.settings.delivery.batch
+    items, unknown = client.next_batch(pending or (), batch, wait=LONG_POLL, inline=BATCH_BYTES)
+    if unknown:
+        log.warning("the axis did not know deliveries %s: acknowledged elsewhere, or not ours", ", ".join(unknown))
     acks: list[Ack] = []
     try:
         for item in items:
@@ -291,8 +298,10 @@ def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
             acks.append(Ack(item.delivery_id, outcome, reason))
     finally:
         # What was stored is acknowledged even if a later item failed; the rest is listed again.
-        if acks:
+        if pending is None:
             client.ack_many(acks)
+        else:
+            pending[:] = acks
     return bool(items)
 
 
@@ -331,7 +340,8 @@ class Workers:
         self.outbox = Worker(
             "outbox", lambda: outbox_step(runtime, self._out_clients), interval, wakeup=runtime.outbox_ready
         )
-        self.inbox = Worker("inbox", lambda: inbox_step(runtime, self._in_clients), interval)
+        self._acks: list[Ack] = []
+        self.inbox = Worker("inbox", lambda: inbox_step(runtime, self._in_clients, self._acks), interval)
         self.witness = Worker("witness", self._witness_step, runtime.settings.checkpoint_interval)
 
     def _witness_step(self) -> bool:

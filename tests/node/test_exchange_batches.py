@@ -202,3 +202,24 @@ def test_an_empty_or_malformed_batch_is_refused_and_a_bad_item_alone(axis: Axis)
     (item,) = r.json()["results"]
     assert item["status"] == "refused" and item["problem"]["type"] == "urn:lienthong:problem:bad-message-id"
     assert item["problem"]["status"] == 400
+
+
+def test_one_request_acknowledges_the_last_batch_and_lists_the_next(axis: Axis) -> None:
+    sent = [axis.envelope(f"B4{n}") for n in range(3)]
+    with axis.client("so-tai-chinh") as sender:
+        sender.send_envelopes(sent)
+    ids = {m for _, m in sent}
+    with axis.client("bo-tai-chinh") as ministry:
+        first, unknown = ministry.next_batch(limit=500, inline=64 * 1024 * 1024)
+        mine = [i for i in first if i.message_id in ids]
+        assert len(mine) == 3 and unknown == [] and all(i.data is not None for i in mine)
+        acks = [Ack(i.delivery_id, "done") for i in mine[:2]] + [Ack("d-not-there", "done")]
+        second, unknown = ministry.next_batch(acks, limit=500)
+        # the acknowledged ones are settled before the listing, so they are not listed again
+        assert {i.message_id for i in second} & ids == {mine[2].message_id}
+        assert unknown == ["d-not-there"]
+        assert ministry.next_batch([Ack(mine[2].delivery_id, "done")], limit=500)[0] == [
+            i for i in second if i.message_id not in ids
+        ]
+    rows = axis.deliveries("bo-tai-chinh")
+    assert all(rows[m].state == "done" for m in ids)
