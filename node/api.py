@@ -293,7 +293,6 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             )
         except RefusedError as e:
             raise ProblemError(e.status, e.slug, e.detail) from None
-        workers.poke()
         _wake_inbox_waiters(app)
         payload = {"message_id": result.message_id, "status": result.status, "recipients": list(result.recipients)}
         return signed_json(runtime, request, payload, 202 if result.status == "accepted" else 200)
@@ -330,7 +329,6 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
 
         results = await verifying(app, accept_all)
         if any(r["status"] == "accepted" for r in results):
-            workers.poke()
             _wake_inbox_waiters(app)
         return signed_json(runtime, request, {"results": results})
 
@@ -427,7 +425,6 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             result = send_document(runtime, built, client_key=idempotency_key)
         except SendError as e:
             raise ProblemError(422, "invalid-message", str(e)) from None
-        workers.poke()
         return {
             "message_id": result.message_id,
             "document_id": result.document_id,
@@ -512,7 +509,6 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             raise ProblemError(404, "not-found", str(e)) from None
         except SendError as e:
             raise ProblemError(422, "invalid-status", str(e)) from None
-        workers.poke()
         return {
             "message_id": result.message_id,
             "document_id": result.document_id,

@@ -365,10 +365,6 @@ class Workers:
         if self.runtime.upstream is not None:
             self.inbox.start()
 
-    def poke(self) -> None:
-        """Wake the outbox now (a message was just queued)."""
-        self.outbox.wakeup.set()
-
     def stop(self) -> None:
         for worker in (self.outbox, self.inbox, self.witness):
             worker.stop()
