@@ -292,10 +292,11 @@ def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient], pending: li
         log.warning("the axis did not know deliveries %s: acknowledged elsewhere, or not ours", ", ".join(unknown))
     acks: list[Ack] = []
     try:
-        for item in items:
-            data = item.data if item.data is not None else client.fetch(item.delivery_id).data
-            outcome, reason = handle_incoming(runtime, data, item.message_id, item.recipient, upstream)
-            acks.append(Ack(item.delivery_id, outcome, reason))
+        with runtime.outbox_held():
+            for item in items:
+                data = item.data if item.data is not None else client.fetch(item.delivery_id).data
+                outcome, reason = handle_incoming(runtime, data, item.message_id, item.recipient, upstream)
+                acks.append(Ack(item.delivery_id, outcome, reason))
     finally:
         # What was stored is acknowledged even if a later item failed; the rest is listed again.
         if pending is None:
