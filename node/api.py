@@ -303,10 +303,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
 
         if runtime.settings.role != "axis":
             raise ProblemError(403, "forbidden", "batches of envelopes go to an axis; push one at a time")
-        try:
-            batch = EnvelopeBatchBody.model_validate_json(call.body)
-        except ValueError as e:
-            raise ProblemError(400, "malformed", f"the batch is not valid: {e}") from None
+        batch = _parse(EnvelopeBatchBody, call.body, "the batch")
 
         def accept_all() -> list[dict[str, Any]]:
             results: list[dict[str, Any]] = []
@@ -349,10 +346,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         """Acknowledge what the last listing brought, then list what waits: one round trip per batch."""
         import anyio
 
-        try:
-            body = InboxPollBody.model_validate_json(call.body or b"{}")
-        except ValueError as e:
-            raise ProblemError(400, "malformed", f"the inbox request is not valid: {e}") from None
+        body = _parse(InboxPollBody, call.body or b"{}", "the inbox request")
         known, unknown = 0, list[str]()
         if body.acks:
             known, unknown = await anyio.to_thread.run_sync(lambda: _acknowledge(runtime, call.peer.node_id, body.acks))
@@ -369,10 +363,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
 
     @app.post(f"{EXCHANGE}/inbox/ack", tags=["exchange"])
     async def ack_deliveries(request: Request, call: Annotated[NodeCall, Depends(auth_node)]) -> Response:
-        try:
-            body = AckBatchBody.model_validate_json(call.body or b"{}")
-        except ValueError as e:
-            raise ProblemError(400, "malformed", f"the acknowledgements are not valid: {e}") from None
+        body = _parse(AckBatchBody, call.body or b"{}", "the acknowledgements")
         import anyio
 
         known, unknown = await anyio.to_thread.run_sync(lambda: _acknowledge(runtime, call.peer.node_id, body.acks))
@@ -382,10 +373,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
     async def ack_delivery(
         request: Request, delivery_id: str, call: Annotated[NodeCall, Depends(auth_node)]
     ) -> Response:
-        try:
-            body = AckBody.model_validate_json(call.body or b"{}")
-        except ValueError as e:
-            raise ProblemError(400, "malformed", f"the acknowledgement is not valid: {e}") from None
+        body = _parse(AckBody, call.body or b"{}", "the acknowledgement")
         _delivery(runtime, delivery_id, call.peer.node_id)  # 404 for an id that is not the caller's
         _acknowledge(runtime, call.peer.node_id, [AckItem(delivery_id=delivery_id, **body.model_dump())])
         return signed_bytes(runtime, request, b"", "application/json", 204)
@@ -856,6 +844,17 @@ def _delivery(runtime: NodeRuntime, delivery_id: str, node_id: str) -> tuple[Del
         envelope = s.get(EnvelopeRow, row.envelope_id)
         assert envelope is not None
         return row, envelope
+
+
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
+def _parse(model: type[_Body], body: bytes, what: str) -> _Body:
+    """A JSON request body as ``model``, or 400 ``malformed`` saying what is wrong with it."""
+    try:
+        return model.model_validate_json(body)
+    except ValueError as e:
+        raise ProblemError(400, "malformed", f"{what} is not valid: {e}") from None
 
 
 async def _list_inbox(

@@ -66,6 +66,16 @@ class MiniPki:
     issuing: x509.Certificate
     issuing_key: PrivateKey
 
+    def short_lived_crl(self, seconds: float = 30) -> x509.CertificateRevocationList:
+        """An empty CRL of the issuing CA whose next update is ``seconds`` from now."""
+        return (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.issuing.subject)
+            .last_update(NOW - dt.timedelta(minutes=1))
+            .next_update(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
+            .sign(self.issuing_key, hashes.SHA256())
+        )
+
     @classmethod
     def create(cls, name: str = "Test Root CA") -> MiniPki:
         root_key = new_key()

@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
@@ -34,7 +33,7 @@ from signing.pdf import _image
 from signing.report import Indication
 from signing.trust import TrustStore
 from tests.conftest import REPO
-from tests.signing.pki_helpers import NOW, MiniPki, SoftKey
+from tests.signing.pki_helpers import MiniPki, SoftKey
 
 SENDER = "000.01.41.H41"
 
@@ -327,13 +326,7 @@ def test_a_passed_path_is_reused_briefly(
     verify_envelope(signed, other)
     assert calls == [2]
     # revocation data learnt since: validated again, and reused no longer than the data is fresh
-    crl = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(pki.issuing.subject)
-        .last_update(NOW - dt.timedelta(minutes=1))
-        .next_update(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30))
-        .sign(pki.issuing_key, hashes.SHA256())
-    )
+    crl = pki.short_lived_crl()
     trust.remember_revocation([], [crl.public_bytes(Encoding.DER)])
     assert verify_envelope(signed, trust).report.signatures[0].indication is Indication.TOTAL_PASSED
     assert calls == [3]

@@ -95,13 +95,7 @@ def test_a_passed_signer_path_is_reused_briefly(pki: MiniPki, signed: bytes, mon
     verify_pdf("a.pdf", signed, trust, at=NOW + dt.timedelta(minutes=5))
     assert calls == [3]
     # revocation data learnt since: validated again, and reused no longer than the data is fresh
-    crl = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(pki.issuing.subject)
-        .last_update(NOW - dt.timedelta(minutes=1))
-        .next_update(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30))
-        .sign(pki.issuing_key, hashes.SHA256())
-    )
+    crl = pki.short_lived_crl()
     trust.remember_revocation([], [crl.public_bytes(Encoding.DER)])
     assert _comparable(verify_pdf("a.pdf", signed, trust)) == _comparable(expected)
     assert calls == [4]
