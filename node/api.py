@@ -9,7 +9,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -271,6 +271,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
     )
     app.state.runtime, app.state.workers = runtime, workers
     app.state.verification_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
+    app.state.mail_events = {}  # node id → the event its inbox long-poll waits on
     _install_problem_handlers(app)
     _limit_request_bodies(app, runtime.settings.max_envelope_bytes + UPLOAD_OVERHEAD)
     auth_node = node_auth(runtime)
@@ -293,7 +294,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             )
         except RefusedError as e:
             raise ProblemError(e.status, e.slug, e.detail) from None
-        _wake_inbox_waiters(app)
+        _wake_inbox_waiters(app, runtime, result.recipients)
         payload = {"message_id": result.message_id, "status": result.status, "recipients": list(result.recipients)}
         return signed_json(runtime, request, payload, 202 if result.status == "accepted" else 200)
 
@@ -325,8 +326,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             return results
 
         results = await verifying(app, accept_all)
-        if any(r["status"] == "accepted" for r in results):
-            _wake_inbox_waiters(app)
+        _wake_inbox_waiters(app, runtime, (c for r in results if r["status"] == "accepted" for c in r["recipients"]))
         return signed_json(runtime, request, {"results": results})
 
     @app.get(f"{EXCHANGE}/inbox", tags=["exchange"])
@@ -864,29 +864,33 @@ async def _list_inbox(
     import anyio
 
     deadline = time.monotonic() + wait
+    events: dict[str, Any] = app.state.mail_events
     while True:
+        # The event exists before the look: a delivery committed right after it still wakes this wait.
+        event = events.get(node_id)
+        if event is None:
+            event = events[node_id] = anyio.Event()
         items = await anyio.to_thread.run_sync(lambda: _inbox(runtime, node_id, limit, inline))
-        if items or time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if items or remaining <= 0:
             return items
-        await _wait_for_mail(app, deadline - time.monotonic())
+        # At most a second: deliveries queued by another process (a replica, or the axis's own inbox worker
+        # routing what its parent sent) wake nobody here, and are seen at the next look.
+        with anyio.move_on_after(min(remaining, 1.0)):
+            await event.wait()
+        if event.is_set() and events.get(node_id) is event:
+            del events[node_id]
 
 
-def _wake_inbox_waiters(app: FastAPI) -> None:
-    event = getattr(app.state, "mail_event", None)
-    if event is not None:
-        event.set()
-
-
-async def _wait_for_mail(app: FastAPI, timeout: float) -> None:
-    import anyio
-
-    if getattr(app.state, "mail_event", None) is None:
-        app.state.mail_event = anyio.Event()
-    event = app.state.mail_event
-    with anyio.move_on_after(max(0.0, min(timeout, 1.0))):
-        await event.wait()
-    if event.is_set():
-        app.state.mail_event = anyio.Event()
+def _wake_inbox_waiters(app: FastAPI, runtime: NodeRuntime, recipients: Iterable[str]) -> None:
+    """Wake the long-polls of the nodes that receive for ``recipients`` (organisation codes), and no others:
+    every waiting node would otherwise query its inbox for each envelope that arrives for anyone."""
+    events: dict[str, Any] = app.state.mail_events
+    for code in recipients:
+        node = runtime.local_node_for(code)
+        event = events.get(node.node_id) if node is not None else None
+        if event is not None:
+            event.set()
 
 
 async def _push_to_agency(runtime: NodeRuntime, request: Request, call: NodeCall, message_id: str) -> Response:
