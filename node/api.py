@@ -374,8 +374,9 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         request: Request, delivery_id: str, call: Annotated[NodeCall, Depends(auth_node)]
     ) -> Response:
         body = _parse(AckBody, call.body or b"{}", "the acknowledgement")
-        _delivery(runtime, delivery_id, call.peer.node_id)  # 404 for an id that is not the caller's
-        _acknowledge(runtime, call.peer.node_id, [AckItem(delivery_id=delivery_id, **body.model_dump())])
+        _, unknown = _acknowledge(runtime, call.peer.node_id, [AckItem(delivery_id=delivery_id, **body.model_dump())])
+        if unknown:  # another node's delivery is reported as missing, not forbidden: ids are not to be probed
+            raise ProblemError(404, "not-found", f"no delivery {delivery_id} for node {call.peer.node_id}")
         return signed_bytes(runtime, request, b"", "application/json", 204)
 
     # -- clerks and integrators -----------------------------------------------------------------------
@@ -825,13 +826,13 @@ def _inbox(runtime: NodeRuntime, node_id: str, limit: int, inline: int = 0) -> l
             }
             for d, e in rows
         ]
-        keys = [e.object_key for _, e in rows]
+        stored = [(e.object_key, e.size) for _, e in rows]
     budget = inline
-    for item, key, (_, e) in zip(items, keys, rows, strict=True):
-        if e.size > budget:
+    for item, (key, size) in zip(items, stored, strict=True):
+        if size > budget:
             break  # in order: the client fetches the rest one by one, oldest first
         item["data"] = base64.b64encode(runtime.objects.get(key)).decode("ascii")
-        budget -= e.size
+        budget -= size
     return items
 
 

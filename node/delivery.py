@@ -15,19 +15,16 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from sqlalchemy import BindParameter, bindparam, or_, select, update
 
-from adapters.axis_client import Ack
-from adapters.errors import RetryableDeliveryError
+from adapters.axis_client import Ack, AxisClient, SendOutcome, SendReceipt
+from adapters.errors import PermanentDeliveryError, RetryableDeliveryError
 from node.events import record_event
 from node.runtime import NodeRuntime, Peer
 from storage.db import UtcDateTime
 from storage.exchange import EnvelopeRow, OutboxRow
-
-if TYPE_CHECKING:
-    from adapters.axis_client import AxisClient
 
 log = logging.getLogger("lienthong.delivery")
 LEASE = timedelta(seconds=60)
@@ -52,8 +49,6 @@ class OutboxStats:
 
 
 def client_for(runtime: NodeRuntime, peer: Peer) -> AxisClient:
-    from adapters.axis_client import AxisClient
-
     if peer.url is None:
         raise ValueError(f"no URL for node {peer.node_id}")
     return AxisClient(peer.url, runtime.node_key, peer.public_key, timeout=30.0, require_signed_errors=True)
@@ -125,9 +120,6 @@ def deliver_many(runtime: NodeRuntime, row_ids: list[int], clients: dict[str, Ax
     One envelope goes alone (``POST /envelopes``); several go in one request (``POST /envelopes/batch``) of at
     most :data:`BATCH_BYTES`, each still accepted or refused on its own.
     """
-    from adapters.axis_client import SendOutcome
-    from adapters.errors import PermanentDeliveryError
-
     due = _load_due(runtime, row_ids)
     outcomes: dict[int, SendOutcome] = {}
     by_destination: dict[str, list[_Due]] = {}
@@ -169,11 +161,8 @@ def _chunks(runtime: NodeRuntime, group: list[_Due]) -> list[list[tuple[bytes, _
     return [c for c in chunks if c]
 
 
-def _settle(runtime: NodeRuntime, due: list[_Due], outcomes: Mapping[int, object]) -> dict[int, str]:
+def _settle(runtime: NodeRuntime, due: list[_Due], outcomes: Mapping[int, SendOutcome]) -> dict[int, str]:
     """Record each row's outcome: sent rows in one transaction, the others row by row."""
-    from adapters.axis_client import SendReceipt
-    from adapters.errors import PermanentDeliveryError
-
     now = datetime.now(UTC)
     delivery = runtime.settings.delivery
     result: dict[int, str] = {}
@@ -274,11 +263,11 @@ def outbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
     return bool(ids)
 
 
-def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient], pending: list[Ack] | None = None) -> bool:
+def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient], pending: list[Ack]) -> bool:
     """Pull what the upstream axis holds for this node, receive it; return whether anything came.
 
     ``pending`` holds the acknowledgements of what the last step received: they travel with the next
-    listing (``POST /inbox``), one round trip per batch. Without it (None), they are sent at once.
+    listing (``POST /inbox``), one round trip per batch, and are replaced by this step's.
     """
     upstream = runtime.upstream
     if upstream is None:
@@ -287,7 +276,7 @@ def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient], pending: li
     if client is None:
         client = clients[upstream.node_id] = client_for(runtime, upstream)
     batch = runtime.settings.delivery.batch
-    items, unknown = client.next_batch(pending or (), batch, wait=LONG_POLL, inline=BATCH_BYTES)
+    items, unknown = client.next_batch(pending, batch, wait=LONG_POLL, inline=BATCH_BYTES)
     if unknown:
         log.warning("the axis did not know deliveries %s: acknowledged elsewhere, or not ours", ", ".join(unknown))
     acks: list[Ack] = []
@@ -299,10 +288,7 @@ def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient], pending: li
                 acks.append(Ack(item.delivery_id, outcome, reason))
     finally:
         # What was stored is acknowledged even if a later item failed; the rest is listed again.
-        if pending is None:
-            client.ack_many(acks)
-        else:
-            pending[:] = acks
+        pending[:] = acks
     return bool(items)
 
 

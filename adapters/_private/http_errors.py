@@ -16,6 +16,11 @@ RETRYABLE_4XX = frozenset({408, 425, 429})
 PERMANENT_5XX = frozenset({501, 508})
 
 
+def retry_can_help(status: int) -> bool:
+    """Whether the same request may succeed later (5xx but the deterministic ones, and 408/425/429)."""
+    return (status >= 500 and status not in PERMANENT_5XX) or status in RETRYABLE_4XX
+
+
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
     """Retry-After as seconds from now (delta-seconds or an HTTP date); None when absent or unreadable."""
     if not value:
@@ -54,7 +59,7 @@ def error_for(
     elif body:
         text = ": " + body[:200].decode("utf-8", "replace")
     message = f"{what}: HTTP {status}{text}"
-    if (status >= 500 and status not in PERMANENT_5XX) or status in RETRYABLE_4XX:
+    if retry_can_help(status):
         return RetryableDeliveryError(message, status=status, retry_after=retry_after_seconds(retry_after))
     return PermanentDeliveryError(message, status=status, problem=problem, signed=signed)
 
@@ -65,7 +70,7 @@ def error_for_problem(problem: dict[str, Any], *, what: str) -> RetryableDeliver
     status = raw if isinstance(raw, int) and 400 <= raw <= 599 else 500
     title, detail = problem.get("title"), problem.get("detail")
     message = f"{what}: HTTP {status}: " + " — ".join(str(x) for x in (title, detail) if x)
-    if (status >= 500 and status not in PERMANENT_5XX) or status in RETRYABLE_4XX:
+    if retry_can_help(status):
         return RetryableDeliveryError(message, status=status)
     # The batch answer as a whole is signed and verified, so each item's problem is too.
     return PermanentDeliveryError(message, status=status, problem=problem, signed=True)

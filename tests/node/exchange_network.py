@@ -34,6 +34,13 @@ AGENCIES = (
     AgencySpec("ubnd-tinh", "truc-tinh", ((PROVINCE.organ_id, PROVINCE.organ_name),)),
 )
 
+# The smallest network: one axis, the department sending and the ministry receiving.
+ONE_AXIS = (AxisSpec("truc", trace_organ_id="000.00.00.G22"),)
+SENDER_AND_MINISTRY = (
+    AgencySpec("so-tai-chinh", "truc", ((SENDER.organ_id, SENDER.organ_name),)),
+    AgencySpec("bo-tai-chinh", "truc", ((MINISTRY.organ_id, MINISTRY.organ_name),)),
+)
+
 
 class Clerk:
     """A node's HTTP API with a token."""

@@ -21,16 +21,16 @@ from typer.testing import CliRunner
 
 from node.cli import app
 from node.config import load_settings
-from node.network import AgencySpec, AxisSpec, Network, write_network
+from node.network import Network, write_network
 from node.receiving import receive_envelope
 from node.routing import accept_envelope
 from node.runtime import NodeRuntime
-from node.samples import MINISTRY, SENDER
+from node.samples import MINISTRY
 from node.sending import send_document
 from storage.bagit import verify_bag
 from storage.exchange import EnvelopeRow
 from storage.merkle import verify_inclusion
-from tests.node.exchange_network import report
+from tests.node.exchange_network import ONE_AXIS, SENDER_AND_MINISTRY, report
 
 runner = CliRunner()
 
@@ -51,11 +51,8 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
     with serve_dev_pki(directory / "pki", port=0) as responders:
         network = write_network(
             directory,
-            (AxisSpec("truc", trace_organ_id="000.00.00.G22"),),
-            (
-                AgencySpec("so-tai-chinh", "truc", ((SENDER.organ_id, SENDER.organ_name),)),
-                AgencySpec("bo-tai-chinh", "truc", ((MINISTRY.organ_id, MINISTRY.organ_name),)),
-            ),
+            ONE_AXIS,
+            SENDER_AND_MINISTRY,
             pki_base_url=responders.url,
             timestamps=False,
             revocation="hard-fail",

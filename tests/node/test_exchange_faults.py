@@ -20,9 +20,8 @@ import httpx
 import pytest
 
 from node.cli.demo import message_form
-from node.network import AgencySpec, AxisSpec, RunningNetwork, write_network
-from node.samples import MINISTRY, SENDER
-from tests.node.exchange_network import Clerk, report, wait_until
+from node.network import RunningNetwork, write_network
+from tests.node.exchange_network import ONE_AXIS, SENDER_AND_MINISTRY, Clerk, report, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -39,11 +38,8 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNetwork
     with serve_dev_pki(directory / "pki", port=0) as responders:
         net = write_network(
             directory,
-            (AxisSpec("truc", trace_organ_id="000.00.00.G22"),),
-            (
-                AgencySpec("so-tai-chinh", "truc", ((SENDER.organ_id, SENDER.organ_name),)),
-                AgencySpec("bo-tai-chinh", "truc", ((MINISTRY.organ_id, MINISTRY.organ_name),)),
-            ),
+            ONE_AXIS,
+            SENDER_AND_MINISTRY,
             pki_base_url=responders.url,
             timestamps=False,
             poll_interval=0.2,

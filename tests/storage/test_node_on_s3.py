@@ -15,14 +15,14 @@ from minio import Minio
 from sqlalchemy import select
 
 from node.config import load_settings
-from node.network import AgencySpec, AxisSpec, write_network
+from node.network import write_network
 from node.receiving import receive_envelope
 from node.routing import accept_envelope
 from node.runtime import NodeRuntime
-from node.samples import MINISTRY, SENDER
+from node.samples import MINISTRY
 from node.sending import send_document
 from storage.exchange import EnvelopeRow
-from tests.node.exchange_network import report
+from tests.node.exchange_network import ONE_AXIS, SENDER_AND_MINISTRY, report
 from tests.storage.s3server import S3Server
 
 
@@ -36,11 +36,8 @@ def test_an_exchanged_report_is_locked_in_s3(s3_server: S3Server, tmp_path: Path
     with serve_dev_pki(tmp_path / "pki", port=0) as responders:
         network = write_network(
             tmp_path,
-            (AxisSpec("truc", trace_organ_id="000.00.00.G22"),),
-            (
-                AgencySpec("so-tai-chinh", "truc", ((SENDER.organ_id, SENDER.organ_name),)),
-                AgencySpec("bo-tai-chinh", "truc", ((MINISTRY.organ_id, MINISTRY.organ_name),)),
-            ),
+            ONE_AXIS,
+            SENDER_AND_MINISTRY,
             pki_base_url=responders.url,
             timestamps=False,
             extra={n: s3 for n in ("truc", "so-tai-chinh", "bo-tai-chinh")},
