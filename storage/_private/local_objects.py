@@ -4,8 +4,9 @@ Layout under the root: ``sha256/ab/cd/<hex>`` holds the bytes (read-only), ``<he
 metadata written once at first store, ``<hex>.hold`` exists while a legal hold is on. Every file is
 created-only: written to a temp file in the same directory, fsynced, then hard-linked to its final name.
 ``link(2)`` fails if the name exists, so nothing is ever replaced, and a crash leaves at worst an unused
-``.tmp-*`` file that nothing reads. Write-once here is enforced by this code and file modes, not by the
-operating system against a user with write access to the directory (see docs/object-store.md).
+``.tmp-*`` file that nothing reads. A new object's bytes and metadata share one directory sync.
+Write-once here is enforced by this code and file modes, not by the operating system against a user with
+write access to the directory (see docs/object-store.md).
 """
 
 from __future__ import annotations
@@ -76,26 +77,43 @@ def _ensure_dir(path: Path) -> None:
 
 def _create_once(path: Path, data: bytes, mode: int) -> bool:
     """Write *data* at *path* unless the name exists; True if this call created it. Crash-safe."""
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(8)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return _create_in_dir(path.parent, ((path.name, data),), mode)[0]
+
+
+def _create_in_dir(directory: Path, files: tuple[tuple[str, bytes], ...], mode: int) -> list[bool]:
+    """Create each (name, data) in *directory* unless the name exists, in order; which ones this call created.
+
+    Every file's bytes are synced before any name appears, and the directory is synced once for all the
+    names, so N files cost N + 1 syncs rather than 2N.
+    """
+    temps: list[Path] = []
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temp, path)  # atomic, and refuses an existing name (unlike rename)
-        except FileExistsError:
-            return False
-        _fsync_dir(path.parent)
-        return True
+        for name, data in files:
+            temp = directory / f"{TEMP_PREFIX}{name}-{secrets.token_hex(8)}"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            temps.append(temp)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fchmod(fd, mode)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        created = []
+        for temp, (name, _) in zip(temps, files, strict=True):
+            try:
+                os.link(temp, directory / name)  # atomic, and refuses an existing name (unlike rename)
+                created.append(True)
+            except FileExistsError:
+                created.append(False)
+        if any(created):
+            _fsync_dir(directory)
+        return created
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+        for temp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
 
 
 class LocalObjectStore:
@@ -137,24 +155,36 @@ class LocalObjectStore:
         with self._io_errors(key):
             if not path.exists():
                 _ensure_dir(path.parent)
-                now = datetime.now(UTC)
-                until = self.retention.retain_until(document_class, now)
-                meta = {
-                    "content_type": content_type,
-                    "document_class": document_class,
-                    "stored_at": now.isoformat(),
-                    "retain_until": until.isoformat() if until else None,
-                }
-                # Metadata first: bytes on disk then always have their retention beside them. If a
-                # crashed earlier put left metadata, the first one stays (it is written once too).
-                _create_once(self._sidecar(path, ".meta"), json.dumps(meta, sort_keys=True).encode(), _READ_ONLY)
-                if not _create_once(path, data, _READ_ONLY):
+                # Metadata is linked before the bytes and both are synced together. A crash before that sync
+                # may leave either name or both; bytes found without metadata get it on the next put of the
+                # same bytes (until then they cannot be deleted: stat fails closed). If a crashed earlier put
+                # left metadata, the first one stays (it is written once too).
+                _, created = _create_in_dir(
+                    path.parent,
+                    ((path.name + ".meta", self._meta(document_class, content_type)), (path.name, data)),
+                    _READ_ONLY,
+                )
+                if not created:
                     self._check_existing(path, data, key)
             else:
                 self._check_existing(path, data, key)
+                meta = self._sidecar(path, ".meta")
+                if not meta.exists():
+                    _create_once(meta, self._meta(document_class, content_type), _READ_ONLY)
             if legal_hold:
                 self.set_legal_hold(key, True)
         return ref
+
+    def _meta(self, document_class: str | None, content_type: str) -> bytes:
+        now = datetime.now(UTC)
+        until = self.retention.retain_until(document_class, now)
+        meta = {
+            "content_type": content_type,
+            "document_class": document_class,
+            "stored_at": now.isoformat(),
+            "retain_until": until.isoformat() if until else None,
+        }
+        return json.dumps(meta, sort_keys=True).encode()
 
     @staticmethod
     def _check_existing(path: Path, data: bytes, key: str) -> None:

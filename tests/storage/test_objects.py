@@ -267,3 +267,44 @@ def test_concurrent_puts_of_same_bytes_from_processes(store: LocalObjectStore) -
         keys = pool.map(_put_in_child, [str(store.root)] * 8)
     assert set(keys) == {content_key(DATA)}
     assert store.get(keys[0]) == DATA
+
+
+def test_new_object_costs_three_syncs_and_meta_precedes_bytes(
+    store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes and metadata are each synced before either name appears; one directory sync covers both names."""
+    from storage._private import local_objects
+
+    data = b"bytes whose directories exist already"
+    _file(store, local_objects.content_key(data)).parent.mkdir(parents=True)
+    events: list[str] = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd: int) -> None:
+        events.append("sync-dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "sync-file")
+        real_fsync(fd)
+
+    def link(src: object, dst: object) -> None:
+        events.append("link-meta" if str(dst).endswith(".meta") else "link-bytes")
+        real_link(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(local_objects.os, "fsync", fsync)
+    monkeypatch.setattr(local_objects.os, "link", link)
+    store.put(data, document_class="report")
+    assert events == ["sync-file", "sync-file", "link-meta", "link-bytes", "sync-dir"]
+    assert store.stat(local_objects.content_key(data)).document_class == "report"
+
+
+def test_bytes_left_without_metadata_by_a_crash_get_it_on_the_next_put(store: LocalObjectStore) -> None:
+    ref = store.put(DATA, document_class="report")
+    meta = _file(store, ref.key).with_name(_file(store, ref.key).name + ".meta")
+    meta.unlink()  # what a crash between the links and the directory sync can leave
+    with pytest.raises(ObjectCorruptError, match="metadata missing"):
+        store.stat(ref.key)
+    with pytest.raises(ObjectCorruptError):
+        store.delete(ref.key)  # fail closed: retention unknown
+    assert store.put(DATA, document_class="report") == ref
+    info = store.stat(ref.key)
+    assert info.document_class == "report" and info.retain_until is not None
+    with pytest.raises(ObjectLockError):
+        store.delete(ref.key)
