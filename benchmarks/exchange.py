@@ -88,6 +88,82 @@ def cpu_by_role(running: RunningNetwork) -> dict[str, float]:
     return roles
 
 
+def mandatory_work_floor(network: Any, pdf: bytes, rounds: int = 40) -> tuple[float, dict[str, float]]:
+    """CPU ms per envelope of the signature and format work alone, in this process, with the nodes' own keys and
+    trust settings: seal the PDF and sign the envelope (sender); verify it and add the trace (axis); verify it
+    with both PDF signatures, then sign the 01 answer (recipient); verify the answer and add the trace (axis);
+    verify it (sender). No HTTP, database, object store or audit log: the least any design that checks what
+    this one checks must spend, so ``cores * 1000 / floor`` is a ceiling on envelopes/s."""
+    from node.config import load_settings
+    from node.receiving import verify_received
+    from node.runtime import NodeRuntime
+    from node.sending import document_code, sign_message, status_message
+    from schemas import StatusCode, TraceHeader, append_trace_header
+    from signing.envelope import verify_envelope
+    from signing.pdf import PdfSignOptions, SignatureRole, sign_pdf
+
+    organ = SENDERS[0]
+    runtimes = {
+        name: NodeRuntime(load_settings(network.node(name).config), create=False)
+        for name in ("truc", "so-0", "bo-tai-chinh")
+    }
+    axis, sender, recipient = runtimes["truc"], runtimes["so-0"], runtimes["bo-tai-chinh"]
+    hop = TraceHeader(organ_id=axis.settings.trace_id, timestamp=datetime.now().astimezone())
+    seal = sender.pdf_key(organ.organ_id, "seal")
+    assert seal is not None
+    options = PdfSignOptions(role=SignatureRole.ORGANISATION, organisation_name=organ.organ_name)
+
+    def one(n: int, steps: dict[str, list[float]]) -> None:
+        clock = [time.process_time()]
+
+        def step(name: str) -> None:
+            clock.append(time.process_time())
+            steps.setdefault(name, []).append(clock[-1] - clock[-2])
+
+        message = sample_monthly_report(sender=organ, recipients=(MINISTRY,), code_number=f"f{n}")
+        sealed = message.attachments[0].model_copy(update={"data": sign_pdf(pdf, seal, options)})
+        message = message.model_copy(update={"attachments": (sealed,)})
+        step("sender_seal_pdf")
+        signed = sign_message(sender, organ.organ_id, message)
+        step("sender_build_and_sign_envelope")
+        assert verify_envelope(signed, axis.trust).report.exit_code == 0
+        step("axis_verify_envelope")
+        routed = append_trace_header(signed, hop)
+        step("axis_add_trace")
+        received = verify_received(recipient, routed)
+        assert received.report.exit_code == 0
+        assert received.message is not None
+        step("recipient_verify_envelope_and_pdf")
+        answer = status_message(
+            recipient,
+            MINISTRY.organ_id,
+            organ.organ_id,
+            document_code(message),
+            message.header.document_id,
+            StatusCode.ARRIVED,
+        )
+        answer_bytes = sign_message(recipient, MINISTRY.organ_id, answer)
+        step("recipient_build_and_sign_01")
+        assert verify_envelope(answer_bytes, axis.trust).report.exit_code == 0
+        routed_answer = append_trace_header(answer_bytes, hop)
+        step("axis_verify_01_and_add_trace")
+        assert verify_received(sender, routed_answer).report.exit_code == 0
+        step("sender_verify_01")
+
+    try:
+        for n in range(3):  # warm: keys, paths, revocation data, as a running node has them
+            one(n, {})
+        steps: dict[str, list[float]] = {}
+        for n in range(rounds):
+            one(n, steps)
+        totals = [sum(values) for values in zip(*steps.values(), strict=True)]
+        medians = {name: round(statistics.median(values) * 1000, 2) for name, values in steps.items()}
+        return statistics.median(totals) * 1000, medians
+    finally:
+        for runtime in runtimes.values():
+            runtime.engine.dispose()
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
@@ -220,6 +296,16 @@ def main() -> None:
                     )
                     for key, value in case.items():
                         results[f"senders_{senders}_{key}"] = round(value, 2)
+            floor, floor_steps = mandatory_work_floor(network, pdf)
+    cores = os.cpu_count() or 1
+    results["floor_cpu_ms_per_envelope"] = round(floor, 2)
+    results["floor_steps_cpu_ms"] = floor_steps
+    results["ceiling_envelopes_per_s"] = round(cores * 1000 / floor, 1)
+    print(
+        f"signature and format work alone: {floor:.1f} ms CPU per envelope, so at most "
+        f"{results['ceiling_envelopes_per_s']:.0f} envelopes/s on {cores} cores with nothing else done"
+    )
+    print("  " + ", ".join(f"{name} {ms:.1f}" for name, ms in floor_steps.items()))
     best = max(results["senders_1_envelopes_per_s"], results["senders_4_envelopes_per_s"])
     results["best_envelopes_per_s"] = best
     results["best_vs_raw_rsa"] = round(best / raw, 4)
