@@ -284,14 +284,18 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         message_id: Annotated[str, Header(alias="Lienthong-Message-Id")] = "",
     ) -> Response:
 
-        from node.routing import RefusedError, accept_envelope
+        from node.routing import AcceptResult, RefusedError, accept_envelope
 
         if runtime.settings.role != "axis":
             return await _push_to_agency(runtime, request, call, message_id)
+
+        def accept() -> AcceptResult:
+            result = accept_envelope(runtime, call.body, message_id=message_id, from_node=call.peer)
+            runtime.sync_committed()  # durable before the 202 says so
+            return result
+
         try:
-            result = await verifying(
-                app, lambda: accept_envelope(runtime, call.body, message_id=message_id, from_node=call.peer)
-            )
+            result = await verifying(app, accept)
         except RefusedError as e:
             raise ProblemError(e.status, e.slug, e.detail) from None
         _wake_inbox_waiters(app, runtime, result.recipients)
@@ -323,6 +327,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
                     results.append(
                         {"message_id": done.message_id, "status": done.status, "recipients": list(done.recipients)}
                     )
+            runtime.sync_committed()  # one sync for the whole batch, before any of it is answered accepted
             return results
 
         results = await verifying(app, accept_all)
@@ -414,6 +419,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             result = send_document(runtime, built, client_key=idempotency_key)
         except SendError as e:
             raise ProblemError(422, "invalid-message", str(e)) from None
+        runtime.sync_committed()
         return {
             "message_id": result.message_id,
             "document_id": result.document_id,
@@ -498,6 +504,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             raise ProblemError(404, "not-found", str(e)) from None
         except SendError as e:
             raise ProblemError(422, "invalid-status", str(e)) from None
+        runtime.sync_committed()
         return {
             "message_id": result.message_id,
             "document_id": result.document_id,
@@ -909,7 +916,9 @@ async def _push_to_agency(runtime: NodeRuntime, request: Request, call: NodeCall
         raise ProblemError(422, "unknown-recipient", "the envelope is for no organisation this node serves")
 
     def receive_all() -> list[ReceiveOutcome]:
-        return [receive_envelope(runtime, call.body, message_id=message_id, recipient=r) for r in recipients]
+        outcomes = [receive_envelope(runtime, call.body, message_id=message_id, recipient=r) for r in recipients]
+        runtime.sync_committed()
+        return outcomes
 
     outcomes = await verifying(request.app, receive_all)
     duplicate = all(o.duplicate for o in outcomes)

@@ -276,6 +276,8 @@ def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient], pending: li
     if client is None:
         client = clients[upstream.node_id] = client_for(runtime, upstream)
     batch = runtime.settings.delivery.batch
+    if pending:
+        runtime.sync_committed()  # what "done" acknowledges must survive a power loss: one sync per batch
     items, unknown = client.next_batch(pending, batch, wait=LONG_POLL, inline=BATCH_BYTES)
     if unknown:
         log.warning("the axis did not know deliveries %s: acknowledged elsewhere, or not ours", ", ".join(unknown))

@@ -23,7 +23,7 @@ from schemas import OrganCode, OrganEntry, OrganRegistry, is_valid_organ_code
 from signing.keys import KEYS, KeyReference, Passphrase, SigningKey
 from signing.timestamps import HttpTimestamper
 from signing.trust import TrustStore
-from storage.db import make_engine, session_factory
+from storage.db import make_engine, session_factory, sync_committed
 
 if TYPE_CHECKING:
     from adapters.httpsig import NodeKey
@@ -146,6 +146,10 @@ class NodeRuntime:
         """A session in a transaction: committed at the end, rolled back on error."""
         with self.sessions() as session, session.begin():
             yield session
+
+    def sync_committed(self) -> None:
+        """Make what was committed so far survive a power loss: call it before promising it to anyone."""
+        sync_committed(self.engine)
 
     # -- organisations and keys
     @functools.cached_property
@@ -298,6 +302,8 @@ class NodeRuntime:
         return subtree[0] if subtree else None
 
     def close(self) -> None:
+        """Release the database; what was committed is made durable first (a CLI command's promise)."""
+        self.sync_committed()
         self.engine.dispose()
 
     def describe(self) -> dict[str, Any]:

@@ -223,3 +223,35 @@ def test_one_request_acknowledges_the_last_batch_and_lists_the_next(axis: Axis) 
         ]
     rows = axis.deliveries("bo-tai-chinh")
     assert all(rows[m].state == "done" for m in ids)
+
+
+def test_what_the_axis_answers_accepted_was_synced_to_disk_first(axis: Axis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite commits without a sync (WAL, synchronous=NORMAL); before a 202 the log is synced, once per request,
+    with the accepted envelopes already in it — so a power loss cannot take back what the axis said it holds."""
+    import os
+    import sqlite3
+
+    from storage import db
+
+    database = axis.runtime.engine.url.database
+    assert database is not None
+    wal_inode = os.stat(f"{database}-wal").st_ino
+    seen_at_sync: list[set[str]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.fstat(fd).st_ino == wal_inode:
+            with sqlite3.connect(database) as look:
+                seen_at_sync.append({m for (m,) in look.execute("SELECT message_id FROM envelopes")})
+        real_fsync(fd)
+
+    monkeypatch.setattr(db.os, "fsync", fsync)
+    single, batch = axis.envelope("D1"), [axis.envelope("D2"), axis.envelope("D3")]
+    with axis.client("so-tai-chinh") as client:
+        alone = client.send_envelope(*single)  # POST /envelopes
+        together = client.send_envelopes(batch)  # POST /envelopes/batch
+    assert alone.status == "accepted"
+    assert all(isinstance(o, SendReceipt) and o.status == "accepted" for o in together)
+    assert len(seen_at_sync) == 2  # one sync per request, not per envelope
+    assert single[1] in seen_at_sync[0]
+    assert {m for _, m in batch} <= seen_at_sync[1]

@@ -348,3 +348,28 @@ def test_a_failed_transaction_leaves_no_event_and_no_archive_entry(nodes: Nodes)
         queue_signed(dept, sign_message(dept, SENDER.organ_id, message), message, client_key="atomic-212")
     assert dept.audit.size() == size + 1, "no event for what was rolled back"
     assert ArchiveIndex(dept.engine).count(ArchiveQuery(direction="out")) == before + 1
+
+
+def test_acknowledgements_leave_only_after_a_sync_of_what_they_acknowledge(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``done`` tells the axis it may forget a delivery: the commits behind it are synced first, once per batch."""
+    from adapters.axis_client import Ack
+    from node.delivery import inbox_step
+
+    ministry = nodes["bo-tai-chinh"]
+    assert ministry.upstream is not None
+    order: list[str] = []
+
+    class Axis:  # records what leaves, and when (fault injection: no network)
+        def next_batch(
+            self, acks: list[Ack], limit: int, *, wait: float, inline: int
+        ) -> tuple[list[object], list[str]]:
+            order.append(f"next_batch with {len(acks)} acks")
+            return [], []
+
+    monkeypatch.setattr(ministry, "sync_committed", lambda: order.append("sync"))
+    clients: dict[str, object] = {ministry.upstream.node_id: Axis()}
+    inbox_step(ministry, clients, [Ack("d1", "done", None), Ack("d2", "done", None)])  # type: ignore[arg-type]
+    inbox_step(ministry, clients, [])  # type: ignore[arg-type]
+    assert order == ["sync", "next_batch with 2 acks", "next_batch with 0 acks"]
