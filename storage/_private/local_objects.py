@@ -1,12 +1,12 @@
 """Local-file backend of the object store (lưu trữ trên tệp cục bộ).
 
-Layout under the root: ``sha256/ab/cd/<hex>`` holds the bytes (read-only), ``<hex>.meta`` the JSON
-metadata written once at first store, ``<hex>.hold`` exists while a legal hold is on. Every file is
-created-only: written to a temp file in the same directory, fsynced, then hard-linked to its final name.
-``link(2)`` fails if the name exists, so nothing is ever replaced, and a crash leaves at worst an unused
-``.tmp-*`` file that nothing reads. A new object's bytes and metadata share one directory sync.
-Write-once here is enforced by this code and file modes, not by the operating system against a user with
-write access to the directory (see docs/object-store.md).
+Layout under the root: ``sha256/ab/<hex>`` holds the bytes (read-only), ``<hex>.meta`` the JSON metadata
+written once at first store, ``<hex>.hold`` exists while a legal hold is on; ``LAYOUT`` says so (stores made
+before it use ``sha256/ab/cd/<hex>``). Every file is created-only: written to a temp file in the same
+directory, fsynced, then hard-linked to its final name. ``link(2)`` fails if the name exists, so nothing is
+ever replaced, and a crash leaves at worst an unused ``.tmp-*`` file that nothing reads. A new object's bytes
+and metadata share one directory sync. Write-once here is enforced by this code and file modes, not by the
+operating system against a user with write access to the directory (see docs/object-store.md).
 """
 
 from __future__ import annotations
@@ -116,6 +116,28 @@ def _create_in_dir(directory: Path, files: tuple[tuple[str, bytes], ...], mode: 
                 temp.unlink()
 
 
+LAYOUT_FILE = "LAYOUT"
+_LAYOUTS = {"sha256/ab/<sha256>": 1, "sha256/ab/cd/<sha256>": 2}
+
+
+def _layout_levels(root: Path) -> int:
+    """How many directory levels this store uses, from its ``LAYOUT`` file, written once when first opened.
+
+    A new store uses one level of 256 directories: after its first few thousand objects every directory exists,
+    so a put costs three syncs. Stores made before the ``LAYOUT`` file (two levels, 65,536 directories, where
+    a put made a new directory, and synced its parent, for most of the store's first hundred thousand
+    objects) keep their layout: nothing is moved.
+    """
+    marker = root / LAYOUT_FILE
+    if not marker.exists():
+        layout = "sha256/ab/cd/<sha256>" if (root / "sha256").exists() else "sha256/ab/<sha256>"
+        _create_once(marker, f"{layout}\n".encode(), _READ_ONLY)  # if another process won, its choice stands
+    text = marker.read_text(encoding="utf-8").strip()
+    if text not in _LAYOUTS:
+        raise ObjectStoreConfigError(f"{marker}: unknown object store layout {text!r}")
+    return _LAYOUTS[text]
+
+
 class LocalObjectStore:
     """Objects as read-only files under *root*; see the module docstring for the layout."""
 
@@ -124,6 +146,7 @@ class LocalObjectStore:
         self.retention = retention
         try:
             _ensure_dir(self.root)
+            self._levels = _layout_levels(self.root)
         except OSError as exc:
             raise ObjectStoreConfigError(f"cannot use {self.root} as object store: {exc}") from exc
 
@@ -132,7 +155,8 @@ class LocalObjectStore:
 
     def _path(self, key: str) -> Path:
         digest = key_digest(key)
-        # Two levels of 256 directories keep each directory small at millions of objects.
+        if self._levels == 1:
+            return self.root / "sha256" / digest[:2] / digest
         return self.root / "sha256" / digest[:2] / digest[2:4] / digest
 
     @staticmethod

@@ -142,7 +142,7 @@ def test_put_get_stat(store: LocalObjectStore) -> None:
     assert before + timedelta(days=3650) <= info.retain_until <= datetime.now(UTC) + timedelta(days=3650)
     assert not info.legal_hold
     path = _file(store, ref.key)
-    assert path.relative_to(store.root).parts[:3] == ("sha256", ref.sha256[:2], ref.sha256[2:4])
+    assert path.relative_to(store.root).parts == ("sha256", ref.sha256[:2], ref.sha256)
     assert stat.S_IMODE(path.stat().st_mode) == 0o444
 
 
@@ -308,3 +308,38 @@ def test_bytes_left_without_metadata_by_a_crash_get_it_on_the_next_put(store: Lo
     assert info.document_class == "report" and info.retain_until is not None
     with pytest.raises(ObjectLockError):
         store.delete(ref.key)
+
+
+def test_a_new_store_says_its_layout_and_uses_one_level_of_directories(tmp_path: Path) -> None:
+    store = open_object_store(str(tmp_path / "objects"), POLICY)
+    ref = store.put(DATA)
+    assert (tmp_path / "objects" / "LAYOUT").read_text() == "sha256/ab/<sha256>\n"
+    assert (tmp_path / "objects" / "sha256" / ref.sha256[:2] / ref.sha256).read_bytes() == DATA
+    # opened again (another process, a restart): same layout, same object
+    assert open_object_store(str(tmp_path / "objects"), POLICY).get(ref.key) == DATA
+
+
+def test_a_store_from_before_the_layout_file_keeps_its_two_levels(tmp_path: Path) -> None:
+    """Nothing is moved: objects of an older store stay where they are, and new ones go beside them."""
+    root = tmp_path / "objects"
+    digest = hashlib.sha256(DATA).hexdigest()
+    old = root / "sha256" / digest[:2] / digest[2:4] / digest
+    old.parent.mkdir(parents=True)
+    old.write_bytes(DATA)
+    meta = {"content_type": "text/plain", "document_class": None, "stored_at": "2025-01-01T00:00:00+00:00"}
+    old.with_name(digest + ".meta").write_text(json.dumps({**meta, "retain_until": None}))
+    store = open_object_store(str(root), POLICY)
+    assert (root / "LAYOUT").read_text() == "sha256/ab/cd/<sha256>\n"
+    assert store.get("sha256/" + digest) == DATA
+    assert store.stat("sha256/" + digest).content_type == "text/plain"
+    new = store.put(b"after the upgrade")
+    assert (root / "sha256" / new.sha256[:2] / new.sha256[2:4] / new.sha256).is_file()
+
+
+def test_an_unknown_layout_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    root = tmp_path / "objects"
+    root.mkdir()
+    (root / "LAYOUT").write_text("flat\n")
+    with pytest.raises(ObjectStoreConfigError, match="unknown object store layout 'flat'"):
+        open_object_store(str(root), POLICY)
+    assert sorted(p.name for p in root.iterdir()) == ["LAYOUT"]
