@@ -7,7 +7,6 @@ problem (``application/problem+json``) naming what is wrong.
 
 import json
 import logging
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -388,7 +387,13 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
     @app.post("/api/v1/messages", status_code=202, tags=["messages"])
     def post_message(
         _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "messages:send"))],
-        message: Annotated[str, Form(description="the message description (JSON, the fields of a spec)")],
+        message: Annotated[
+            str,
+            Form(
+                description="the message description (JSON, the fields of a spec); each attachment's `file` is "
+                "the name of one of the uploaded `files`"
+            ),
+        ],
         files: Annotated[list[UploadFile] | None, File()] = None,
         idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
     ) -> dict[str, Any]:
@@ -401,16 +406,18 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             raise ProblemError(400, "malformed", f"message is not JSON: {e}") from None
         if not isinstance(spec, dict):
             raise ProblemError(400, "malformed", "message must be a JSON object")
-        with tempfile.TemporaryDirectory(prefix="lienthong-upload-") as tmp:
-            for upload in files or []:
-                name = Path(upload.filename or "").name
-                if not name or name != upload.filename:
-                    raise ProblemError(400, "malformed", f"bad attachment file name {upload.filename!r}")
-                (Path(tmp) / name).write_bytes(upload.file.read())
-            try:
-                built = spec_to_message(spec, base_dir=Path(tmp), name="message")
-            except SpecError as e:
-                raise ProblemError(422, "invalid-message", str(e)) from None
+        uploads: dict[str, bytes] = {}
+        for upload in files or []:
+            name = Path(upload.filename or "").name
+            if not name or name != upload.filename:
+                raise ProblemError(400, "malformed", f"bad attachment file name {upload.filename!r}")
+            if name in uploads:
+                raise ProblemError(400, "malformed", f"two uploaded files are named {name!r}")
+            uploads[name] = upload.file.read()
+        try:
+            built = spec_to_message(spec, uploads=uploads, name="message")
+        except SpecError as e:
+            raise ProblemError(422, "invalid-message", str(e)) from None
         if built.kind != "document":
             raise ProblemError(
                 422, "invalid-message", "POST /api/v1/messages sends documents; statuses go to /api/v1/statuses"

@@ -7,6 +7,7 @@ A status spec says ``kind: status``. See docs/cli.md for a full example.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,18 @@ def load_spec(path: Path) -> Message:
     return spec_to_message(data, base_dir=path.parent, name=str(path))
 
 
-def spec_to_message(data: dict[str, Any], *, base_dir: Path, name: str = "spec") -> Message:
+def spec_to_message(
+    data: dict[str, Any],
+    *,
+    base_dir: Path | None = None,
+    uploads: Mapping[str, bytes] | None = None,
+    name: str = "spec",
+) -> Message:
+    """The message a spec describes. Attachments are read from files relative to ``base_dir`` (a spec on the
+    clerk's own disk), or, for a spec that came over the network, only from ``uploads`` by exact name: a
+    remote caller must never make the node read a file of its own (its keys, its database)."""
+    if (base_dir is None) == (uploads is None):
+        raise ValueError("give exactly one of base_dir and uploads")
     data = dict(data)
     kind = data.pop("kind", "document")
     trace = data.pop("trace", [])
@@ -50,7 +62,9 @@ def spec_to_message(data: dict[str, Any], *, base_dir: Path, name: str = "spec")
         if kind != "document":
             raise SpecError(f"{name}: kind must be 'document' or 'status', not {kind!r}")
         business = dict(data.pop("business", None) or {})
-        attachments = [_attachment(a, i, base_dir, name) for i, a in enumerate(data.pop("attachments", None) or [])]
+        attachments = [
+            _attachment(a, i, base_dir, uploads, name) for i, a in enumerate(data.pop("attachments", None) or [])
+        ]
         if "document_id" not in data:
             data["document_id"] = _conventional_id(data, name)
         business.setdefault("document_id", data["document_id"])
@@ -90,19 +104,32 @@ def _as_date(value: Any) -> Any:
     return date.fromisoformat(str(value).replace("/", "-"))
 
 
-def _attachment(item: Any, index: int, base_dir: Path, name: str) -> dict[str, Any]:
+def _attachment(
+    item: Any, index: int, base_dir: Path | None, uploads: Mapping[str, bytes] | None, name: str
+) -> dict[str, Any]:
     if isinstance(item, str):
         item = {"file": item}
     if not isinstance(item, dict) or "file" not in item:
         raise SpecError(f"{name}: attachments[{index}] needs a 'file'")
     spec: dict[str, Any] = dict(item)
-    file = base_dir / str(spec.pop("file"))
-    try:
-        data = file.read_bytes()
-    except OSError as e:
-        raise SpecError(f"{name}: attachments[{index}]: cannot read {file}: {e.strerror}") from None
-    spec.setdefault("name", file.name)
-    spec.setdefault("content_type", guess_content_type(file.name))
+    reference = str(spec.pop("file"))
+    if uploads is not None:
+        if reference not in uploads:
+            uploaded = ", ".join(repr(n) for n in uploads) or "none"
+            raise SpecError(
+                f"{name}: attachments[{index}]: file {reference!r} is not one of the uploaded files ({uploaded})"
+            )
+        data, filename = uploads[reference], reference
+    else:
+        assert base_dir is not None
+        file = base_dir / reference
+        try:
+            data = file.read_bytes()
+        except OSError as e:
+            raise SpecError(f"{name}: attachments[{index}]: cannot read {file}: {e.strerror}") from None
+        filename = file.name
+    spec.setdefault("name", filename)
+    spec.setdefault("content_type", guess_content_type(filename))
     spec.setdefault("content_id", str(index + 1))
     spec["data"] = data
     return spec

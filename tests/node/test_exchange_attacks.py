@@ -163,6 +163,36 @@ def test_path_traversal_in_an_attachment_name_is_refused(exchange: Exchange, axi
     assert stored_count(axis_db, body) == 0
 
 
+def test_a_clerk_cannot_make_the_node_attach_a_file_of_its_own(exchange: Exchange) -> None:
+    """An attachment of ``POST /api/v1/messages`` names one of the uploaded files, never a path on the node:
+    otherwise a clerk's token could mail out the node's private key or its database."""
+    from node.cli.demo import message_form
+
+    plan = exchange.network.node("so-tai-chinh")
+    secret = plan.config.parent / "node-key.pem"
+    headers = {"Authorization": f"Bearer {plan.token}"}
+    spec, files = message_form(report("309"))
+
+    def sent_out() -> int:
+        r = httpx.get(f"{plan.url}/api/v1/messages", params={"direction": "out", "limit": 500}, headers=headers)
+        return len(r.json()["items"])
+
+    before = sent_out()
+    for reference in (str(secret), "../node-key.pem", f"../../{plan.node_id}/node-key.pem"):
+        attack = {**spec, "attachments": [{"file": reference, "content_type": "application/pdf"}]}
+        r = httpx.post(
+            f"{plan.url}/api/v1/messages",
+            data={"message": json.dumps(attack, ensure_ascii=False)},
+            files=files,  # an honest upload beside it: only its own name may be used
+            headers=headers,
+            timeout=30,
+        )
+        body = problem(r, 422)
+        assert "not one of the uploaded files" in str(body["detail"]), body
+        assert secret.read_text()[40:80] not in r.text
+    assert sent_out() == before
+
+
 def test_a_token_used_beyond_its_role_is_403(exchange: Exchange) -> None:
     plan = exchange.network.node("so-tai-chinh")
     made = subprocess.run(
