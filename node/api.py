@@ -22,7 +22,7 @@ from pydantic import Base64Bytes, BaseModel, Field
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node.delivery import Workers
 from node.errors import NodeError, NotFoundError, SendError
@@ -972,7 +972,26 @@ class _DeclaredBodyLimit:
                 )
                 await response(scope, receive, send)
                 return
+            # A chunked body declares no length, and FastAPI reads a body whole (or spools its files to disk)
+            # before any token is looked at: it is counted as it comes instead.
+            receive = _counted(receive, self.limit)
         await self.app(scope, receive, send)
+
+
+def _counted(receive: Receive, limit: int) -> Receive:
+    """``receive``, refusing with 413 (through the problem handlers) once the body has grown over ``limit``."""
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise StarletteHTTPException(413, f"the body is over the limit of {limit:,} bytes")
+        return message
+
+    return counted
 
 
 def _install_problem_handlers(app: FastAPI) -> None:
@@ -1008,7 +1027,7 @@ def _install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        slug = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(exc.status_code, "http-error")
         return answer(request, problem_response(exc.status_code, slug, str(exc.detail)))
 
     @app.exception_handler(NodeError)

@@ -1,0 +1,92 @@
+"""What a remote caller can make an agency node's HTTP API do with hostile input: the app in process
+(FastAPI's TestClient, no workers), on a network of configs written for it; nothing is sent anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from node.api import UPLOAD_OVERHEAD, create_app
+from node.config import load_settings
+from node.network import AgencySpec, write_network
+from node.runtime import NodeRuntime
+from node.samples import SENDER
+from node.tokens import Role, create_token
+from tests.node.exchange_network import AXES
+
+AGENCY = AgencySpec("so-tai-chinh", AXES[0].node_id, ((SENDER.organ_id, SENDER.organ_name),))
+MAX_ENVELOPE = 1024  # the smallest a node accepts: the limits are reached with little data
+
+
+@dataclass
+class Api:
+    client: TestClient
+    runtime: NodeRuntime
+    tokens: dict[Role, str]
+
+    def as_(self, role: Role) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    directory: Path = tmp_path_factory.mktemp("api-inputs")
+    network = write_network(
+        directory,
+        (AXES[0],),
+        (AGENCY,),
+        pki_base_url="http://127.0.0.1:9",  # never fetched: nothing here is verified
+        timestamps=False,
+        extra={AGENCY.node_id: {"max_envelope_bytes": MAX_ENVELOPE}},
+    )
+    runtime = NodeRuntime(load_settings(network.node(AGENCY.node_id).config))
+    tokens = {role: create_token(runtime, f"test-{role.value}", role) for role in (Role.CLERK, Role.AUDITOR)}
+    try:
+        with TestClient(create_app(runtime, start_workers=False), raise_server_exceptions=False) as client:
+            yield Api(client, runtime, tokens)
+    finally:
+        runtime.close()
+
+
+def _chunks(total: int, size: int = 64 * 1024, head: bytes = b"") -> Iterator[bytes]:
+    """A body sent without Content-Length (chunked): only counting it as it comes can stop it."""
+    yield head
+    sent = len(head)
+    while sent < total:
+        piece = min(size, total - sent)
+        sent += piece
+        yield b" " * piece
+
+
+# one uploaded file that never ends: spooled to disk as it comes
+FILE_PART = b'--x\r\nContent-Disposition: form-data; name="files"; filename="a.pdf"\r\n\r\n'
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "head"),
+    [
+        ("/api/v1/statuses", "application/json", b""),
+        ("/api/v1/messages", "multipart/form-data; boundary=x", FILE_PART),
+    ],
+)
+def test_a_chunked_body_over_the_limit_is_refused_not_read_whole(
+    api: Api, path: str, content_type: str, head: bytes
+) -> None:
+    # no token: the body is read before the token is looked at, so a stranger could fill memory or disk
+    limit = MAX_ENVELOPE + UPLOAD_OVERHEAD
+    answer = api.client.post(path, content=_chunks(limit + 1, head=head), headers={"Content-Type": content_type})
+    assert answer.status_code == 413
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["type"] == "urn:lienthong:problem:too-large"
+
+
+def test_a_chunked_body_under_the_limit_still_gets_through(api: Api) -> None:
+    answer = api.client.post(
+        "/api/v1/statuses", content=_chunks(1000), headers={"Content-Type": "application/json", **api.as_(Role.CLERK)}
+    )
+    assert answer.status_code == 422  # read whole and judged: blanks are no JSON object
