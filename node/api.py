@@ -728,7 +728,8 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
 
     @app.get("/api/v1/health", tags=["node"])
     def health() -> dict[str, Any]:
-        return {"status": "ok", **runtime.describe()}
+        # No token is asked for: where the database is (a file path, a host and user) is not for strangers.
+        return {"status": "ok", **{k: v for k, v in runtime.describe().items() if k != "database"}}
 
     return app
 

@@ -90,3 +90,11 @@ def test_a_chunked_body_under_the_limit_still_gets_through(api: Api) -> None:
         "/api/v1/statuses", content=_chunks(1000), headers={"Content-Type": "application/json", **api.as_(Role.CLERK)}
     )
     assert answer.status_code == 422  # read whole and judged: blanks are no JSON object
+
+
+def test_health_tells_a_stranger_nothing_about_the_node_s_files_or_database(api: Api) -> None:
+    answer = api.client.get("/api/v1/health")  # no token: load balancers and monitors ask it
+    assert answer.status_code == 200 and answer.json()["status"] == "ok"
+    text = answer.text
+    assert "sqlite" not in text and str(api.runtime.settings.data_dir) not in text
+    assert "database" not in answer.json()
