@@ -38,6 +38,7 @@ PROBLEM = "application/problem+json"
 EXCHANGE = "/api/v1/exchange"
 MAX_BATCH = 500  # envelopes in one POST /envelopes/batch
 MAX_INLINE = 64 * 1024 * 1024  # bytes of envelopes one inbox listing may carry
+MAX_SQL_INT = 2**63 - 1  # a larger number in a query makes the database driver fail (a 500, not the caller's 4xx)
 
 
 class ProblemError(Exception):
@@ -440,7 +441,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         direction: Annotated[str | None, Query(pattern="^(in|out|transit)$")] = None,
         kind: Annotated[str | None, Query(pattern="^(document|status)$")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_SQL_INT)] = 0,
     ) -> dict[str, Any]:
         with runtime.session() as s:
             q = select(EnvelopeRow).order_by(EnvelopeRow.id.desc()).limit(limit).offset(offset)

@@ -98,3 +98,27 @@ def test_health_tells_a_stranger_nothing_about_the_node_s_files_or_database(api:
     text = answer.text
     assert "sqlite" not in text and str(api.runtime.settings.data_dir) not in text
     assert "database" not in answer.json()
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "role"),
+    [
+        ("/api/v1/messages", {"offset": 2**63 - 1}, Role.CLERK),
+        ("/api/v1/messages", {"offset": 2**63}, Role.CLERK),
+        ("/api/v1/messages", {"offset": 2**70}, Role.CLERK),
+        ("/api/v1/audit/proofs/inclusion", {"index": 2**63 - 1}, Role.AUDITOR),
+        ("/api/v1/audit/proofs/inclusion", {"index": 2**63}, Role.AUDITOR),
+        ("/api/v1/audit/proofs/inclusion", {"index": 0, "size": 2**63}, Role.AUDITOR),
+        ("/api/v1/audit/proofs/consistency", {"from": 2**63}, Role.AUDITOR),
+        ("/api/v1/audit/proofs/consistency", {"from": 1, "to": 2**63}, Role.AUDITOR),
+    ],
+)
+def test_numbers_too_large_for_the_database_are_a_client_error(
+    api: Api, path: str, params: dict[str, int], role: Role
+) -> None:
+    answer = api.client.get(path, params=params, headers=api.as_(role))
+    if answer.status_code == 200:  # the largest offset the database takes: an empty page
+        assert answer.json()["items"] == []
+        return
+    assert 400 <= answer.status_code < 500, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
