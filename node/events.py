@@ -18,6 +18,15 @@ log = logging.getLogger("lienthong.events")
 
 # Events an auditor must notice: they are logged as warnings.
 NOTABLE = frozenset({"auth.failed", "envelope.refused", "message.refused", "delivery.dead", "verification.failed"})
+# Values come from other nodes and clients (a refusal's reason, an id): a line break in one would start a log
+# line of their choosing. Control characters and Unicode line separators are written escaped instead.
+_ESCAPED = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x09: "\\t",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
 
 
 def record_event(runtime: NodeRuntime, event_type: str, *, session: Session | None = None, **fields: Any) -> None:
@@ -28,7 +37,7 @@ def record_event(runtime: NodeRuntime, event_type: str, *, session: Session | No
     """
     event = {"type": event_type, "node": runtime.settings.node_id, "time": datetime.now(UTC).isoformat(), **fields}
     level = logging.WARNING if event_type in NOTABLE else logging.INFO
-    log.log(level, "%s %s", event_type, " ".join(f"{k}={v}" for k, v in fields.items()))
+    log.log(level, "%s %s", event_type, " ".join(f"{k}={str(v).translate(_ESCAPED)}" for k, v in fields.items()))
     if session is not None:
         runtime.audit.append_in(session.connection(), [event])
     else:

@@ -255,3 +255,19 @@ def test_what_the_axis_answers_accepted_was_synced_to_disk_first(axis: Axis, mon
     assert len(seen_at_sync) == 2  # one sync per request, not per envelope
     assert single[1] in seen_at_sync[0]
     assert {m for _, m in batch} <= seen_at_sync[1]
+
+
+def test_a_node_cannot_write_lines_of_its_own_into_the_axis_log(axis: Axis, caplog: pytest.LogCaptureFixture) -> None:
+    forged = "x\n2026-11-23 12:00:00,000 INFO lienthong.events: message.delivered node=bo-noi-vu"
+    signed, message_id = axis.envelope("L1")
+    with axis.client("so-tai-chinh") as sender:
+        sender.send_envelopes([(signed, message_id)])
+    delivery = axis.deliveries("bo-tai-chinh")[message_id]
+    with caplog.at_level("INFO", logger="lienthong.events"), axis.client("bo-tai-chinh") as ministry:
+        ministry.ack(delivery.delivery_id, "fail", forged)  # the reason is free text, logged on the axis
+    lines = [r.getMessage() for r in caplog.records if r.name == "lienthong.events"]
+    failed = [line for line in lines if line.startswith("delivery.failed")]
+    assert len(failed) == 1 and delivery.delivery_id not in failed[0]  # only the message id and the node
+    assert all("\n" not in line and "\r" not in line for line in lines)
+    assert "x\\n2026-11-23" in failed[0]  # still readable, escaped
+    assert axis.deliveries("bo-tai-chinh")[message_id].outcome_reason == forged  # stored as it was said
