@@ -18,6 +18,7 @@ from storage.errors import ArchiveQueryError
 
 _VERSION = 1
 MAX_CURSOR_LENGTH = 200
+_MAX_INT = 2**63 - 1  # what the database's integers hold: a larger id made the driver fail
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def decode_cursor(text: str, fingerprint: str) -> Cursor:
         raise ArchiveQueryError("malformed cursor: pass next_cursor exactly as a previous page returned it") from exc
     if (
         version != _VERSION
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in (row_id, total))
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_INT for v in (row_id, total))
         or not isinstance(exact, bool)
     ):
         raise ArchiveQueryError("malformed cursor: pass next_cursor exactly as a previous page returned it")

@@ -45,7 +45,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         extra={AGENCY.node_id: {"max_envelope_bytes": MAX_ENVELOPE}},
     )
     runtime = NodeRuntime(load_settings(network.node(AGENCY.node_id).config))
-    tokens = {role: create_token(runtime, f"test-{role.value}", role) for role in (Role.CLERK, Role.AUDITOR)}
+    tokens = {
+        role: create_token(runtime, f"test-{role.value}", role) for role in (Role.CLERK, Role.AUDITOR, Role.ARCHIVIST)
+    }
     try:
         with TestClient(create_app(runtime, start_workers=False), raise_server_exceptions=False) as client:
             yield Api(client, runtime, tokens)
@@ -122,3 +124,17 @@ def test_numbers_too_large_for_the_database_are_a_client_error(
         return
     assert 400 <= answer.status_code < 500, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_an_archive_cursor_with_a_number_too_large_for_the_database_is_refused(api: Api) -> None:
+    import base64
+    import json
+
+    from storage.archive import ArchiveQuery
+
+    # cursors are opaque but not secret: their fingerprint is a digest of the (empty) filters
+    raw = json.dumps([1, "2026-01-01", 2**70, 5, True, ArchiveQuery().fingerprint()])
+    cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    answer = api.client.get("/api/v1/archive", params={"cursor": cursor}, headers=api.as_(Role.ARCHIVIST))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["type"] == "urn:lienthong:problem:bad-query"
