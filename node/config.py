@@ -107,7 +107,8 @@ class TrustConfig(_Strict):
     roots: tuple[Path, ...] = ()
     intermediates: tuple[Path, ...] = ()
     revocation: Literal["soft-fail", "hard-fail", "require"] = "soft-fail"
-    allow_fetching: bool = True
+    allow_fetching: bool = True  # OCSP responses and CRLs, from certificates that chain to a root
+    fetch_issuers: bool = False  # issuer certificates from the URL a certificate names: off (SSRF), list intermediates
 
 
 class DeliveryConfig(_Strict):

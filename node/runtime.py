@@ -224,6 +224,7 @@ class NodeRuntime:
                     [self.settings.path(i) for i in t.intermediates],
                     revocation=t.revocation,
                     allow_fetching=t.allow_fetching,
+                    fetch_issuers=t.fetch_issuers,
                     registry=registry if len(registry) else None,
                 )
             return self._trust

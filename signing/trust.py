@@ -25,6 +25,7 @@ from pyhanko_certvalidator.fetchers import Fetchers
 from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 
 from schemas import OrganRegistry
+from signing._private.fetchers import without_issuer_fetching
 from signing.errors import KeyLoadError
 
 RevocationMode = Literal["soft-fail", "hard-fail", "require"]
@@ -64,6 +65,10 @@ class TrustStore:
     intermediates: tuple[x509.Certificate, ...] = ()
     revocation: RevocationMode = "soft-fail"
     allow_fetching: bool = True
+    # Download a missing issuer from the URL a certificate names (AIA caIssuers). Off: that URL is chosen by
+    # whoever made the certificate, before it is trusted (see signing/_private/fetchers.py); configure the
+    # intermediates instead. Revocation data is fetched either way when ``allow_fetching``.
+    fetch_issuers: bool = False
     registry: OrganRegistry | None = None
     # How long fetched OCSP responses, CRLs and issuer certificates are reused: a revocation is noticed at
     # most this late, and a busy node asks the responders once per certificate per period, not per message.
@@ -137,7 +142,8 @@ class TrustStore:
         now = time.monotonic()
         held: tuple[Fetchers, float] | None = getattr(self._local, "fetchers", None)
         if held is None or now - held[1] >= self.revocation_cache_seconds:
-            held = (RequestsFetcherBackend(per_request_timeout=10).get_fetchers(), now)
+            fetchers = RequestsFetcherBackend(per_request_timeout=10).get_fetchers()
+            held = (fetchers if self.fetch_issuers else without_issuer_fetching(fetchers), now)
             self._local.fetchers = held
         return held[0]
 
