@@ -20,7 +20,8 @@ from node.routing import REFUSED_QUIRKS
 from node.runtime import NodeRuntime
 from node.sending import describe, document_code, queue_in, sign_message, status_message, status_row
 from schemas import StatusCode
-from signing.envelope import EnvelopeVerification, verify_envelope
+from signing.envelope import EnvelopeVerification, envelope_message_id, verify_envelope
+from signing.errors import SignError
 from signing.pdf import verify_pdf
 from storage.exchange import EnvelopeRow
 
@@ -54,8 +55,18 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
         raise NotFoundError(f"this node does not receive for {recipient}")
     existing = _existing(runtime, message_id, recipient)
     if existing is not None:
-        return existing
+        # The axis says this message was received already: believed only if the envelope is that message,
+        # or an axis could have a new envelope dropped as a "duplicate" of an old one.
+        try:
+            actual: str | None = envelope_message_id(data)
+        except SignError:
+            actual = None
+        if actual == message_id:
+            return existing
+        return _misnamed(runtime, message_id, actual, recipient)
     result = verify_received(runtime, data, name=f"{message_id[:16]}.edxml")
+    if result.message_id is not None and result.message_id != message_id:
+        return _misnamed(runtime, message_id, result.message_id, recipient)
     report = result.report
     indication = report.indication.value
     reasons = tuple(r for s in report.signatures for r in s.reasons)[:10]
@@ -148,6 +159,13 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
         answered=answer.header.status_code.code if answer is not None else None,
         reasons=reasons,
     )
+
+
+def _misnamed(runtime: NodeRuntime, claimed: str, actual: str | None, recipient: str) -> ReceiveOutcome:
+    """The delivery names the envelope by another message's id: refused, nothing stored."""
+    reason = f"the delivery names message {claimed} but the envelope is {actual or 'not a signed envelope'}"
+    record_event(runtime, "verification.failed", message_id=claimed, recipient=recipient, reasons=[reason])
+    return ReceiveOutcome(None, "unknown", "TOTAL_FAILED", reasons=(reason,))
 
 
 def _existing(runtime: NodeRuntime, message_id: str, recipient: str) -> ReceiveOutcome | None:

@@ -377,6 +377,8 @@ class EnvelopeVerification:
     route: tuple[TraceHeader, ...]  # the unsigned trace, for the record
     warnings: tuple[str, ...] = ()
     warning_codes: tuple[str, ...] = ()  # the stable codes of ``warnings`` (schemas.ParseWarning.code)
+    # :func:`envelope_message_id` of the envelope, once its signature value verified (None before that)
+    message_id: str | None = None
 
 
 class _NotPassedError(Exception):
@@ -446,7 +448,7 @@ def verify_envelope(
         for attachment in message.attachments:
             if attachment.content_type == "application/pdf":
                 sigs.extend(verify_pdf(attachment.name, attachment.data))
-    return EnvelopeVerification(report(*sigs), message, route, warnings, codes)
+    return EnvelopeVerification(report(*sigs), message, route, warnings, codes, checker.message_id)
 
 
 class _EnvelopeChecker:
@@ -455,6 +457,7 @@ class _EnvelopeChecker:
         self.intact = False
         self.parts: list[xmldsig.SignedPart] = []
         self.signer: x509.Certificate | None = None
+        self.message_id: str | None = None
 
     def run(self) -> SignatureReport:
         base = SignatureReport(id="envelope", format="XAdES", indication=Indication.TOTAL_PASSED)
@@ -753,6 +756,7 @@ class _EnvelopeChecker:
                 SubIndication.SIG_CRYPTO_FAILURE,
                 "the signature value does not verify with the signer's certificate",
             ) from None
+        self.message_id = hashlib.sha256(raw).hexdigest()  # as envelope_message_id: it names this act of signing
 
     def _timestamp(self, sig: etree._Element, value: etree._Element) -> TimestampInfo | None:
         token_text = sig.findtext(f".//{xmldsig.xades('SignatureTimeStamp')}/{xmldsig.xades('EncapsulatedTimeStamp')}")

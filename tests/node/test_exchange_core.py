@@ -373,3 +373,27 @@ def test_acknowledgements_leave_only_after_a_sync_of_what_they_acknowledge(
     inbox_step(ministry, clients, [Ack("d1", "done", None), Ack("d2", "done", None)])  # type: ignore[arg-type]
     inbox_step(ministry, clients, [])  # type: ignore[arg-type]
     assert order == ["sync", "next_batch with 2 acks", "next_batch with 0 acks"]
+
+
+def test_an_envelope_delivered_under_another_messages_id_is_refused_not_dropped_as_a_duplicate(nodes: Nodes) -> None:
+    """The recipient checks the axis's word: the message id is the envelope's own (its signature value's digest)."""
+    dept, ministry = nodes["so-tai-chinh"], nodes["bo-tai-chinh"]
+    first = send_document(dept, report("231"))
+    second = send_document(dept, report("232"))
+    first_bytes = relay(nodes, first.message_id, stored(dept, first.envelope_id))
+    second_bytes = relay(nodes, second.message_id, stored(dept, second.envelope_id))
+    assert receive_envelope(ministry, first_bytes, message_id=first.message_id, recipient=MINISTRY.organ_id).accepted
+
+    # a new envelope named as the one already received: not "duplicate", refused
+    posing = receive_envelope(ministry, second_bytes, message_id=first.message_id, recipient=MINISTRY.organ_id)
+    assert not posing.accepted and not posing.duplicate
+    assert second.message_id in posing.reasons[0]
+    # a new envelope under an id nobody has seen: refused too, nothing stored
+    unseen = "0" * 64
+    misnamed = receive_envelope(ministry, second_bytes, message_id=unseen, recipient=MINISTRY.organ_id)
+    assert not misnamed.accepted
+    assert count(ministry, EnvelopeRow, message_id=unseen) == 0
+    # under its own id it is received, once
+    honest = receive_envelope(ministry, second_bytes, message_id=second.message_id, recipient=MINISTRY.organ_id)
+    assert honest.accepted and not honest.duplicate
+    assert count(ministry, EnvelopeRow, message_id=second.message_id, direction="in") == 1
