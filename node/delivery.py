@@ -21,7 +21,7 @@ from sqlalchemy import BindParameter, bindparam, or_, select, update
 
 from adapters.axis_client import Ack, AxisClient, SendOutcome, SendReceipt
 from adapters.errors import PermanentDeliveryError, RetryableDeliveryError
-from node.events import record_event
+from node.events import log_safe, record_event
 from node.runtime import NodeRuntime, Peer
 from storage.db import UtcDateTime
 from storage.exchange import EnvelopeRow, OutboxRow
@@ -205,7 +205,9 @@ def _settle(runtime: NodeRuntime, due: list[_Due], outcomes: Mapping[int, SendOu
                 )
             why = "refused" if permanent else f"older than {delivery.max_age:.0f}s"
             record_event(runtime, "delivery.dead", message_id=d.message_id, to=d.destination, why=why, error=text[:500])
-            log.error("ALERT: message %s to %s is dead-lettered (%s): %s", d.message_id, d.destination, why, text)
+            log.error(
+                "ALERT: message %s to %s is dead-lettered (%s): %s", d.message_id, d.destination, why, log_safe(text)
+            )
             result[d.row_id] = "dead"
             continue
         wait = max(backoff_seconds(d.attempts + 1, delivery.initial_backoff, delivery.max_backoff), retry_after)
@@ -220,7 +222,7 @@ def _settle(runtime: NodeRuntime, due: list[_Due], outcomes: Mapping[int, SendOu
                     last_error=text[:2000],
                 )
             )
-        log.info("message %s to %s: %s; retry in %.1fs", d.message_id[:16], d.destination, text, wait)
+        log.info("message %s to %s: %s; retry in %.1fs", d.message_id[:16], d.destination, log_safe(text), wait)
         result[d.row_id] = "retry"
     return result
 
@@ -243,7 +245,7 @@ class Worker(threading.Thread):
             try:
                 busy = self._step()
             except RetryableDeliveryError as e:  # the peer is down or slow: expected, said in one line
-                log.warning("%s: %s", self.name, e)
+                log.warning("%s: %s", self.name, log_safe(e))
                 busy = False
             except Exception:  # a worker must survive anything one message does to it
                 log.exception("%s: step failed", self.name)
@@ -280,7 +282,9 @@ def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient], pending: li
         runtime.sync_committed()  # what "done" acknowledges must survive a power loss: one sync per batch
     items, unknown = client.next_batch(pending, batch, wait=LONG_POLL, inline=BATCH_BYTES)
     if unknown:
-        log.warning("the axis did not know deliveries %s: acknowledged elsewhere, or not ours", ", ".join(unknown))
+        log.warning(
+            "the axis did not know deliveries %s: acknowledged elsewhere, or not ours", log_safe(", ".join(unknown))
+        )
     acks: list[Ack] = []
     try:
         with runtime.outbox_held():

@@ -29,6 +29,11 @@ _ESCAPED = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))} 
 }
 
 
+def log_safe(value: object) -> str:
+    """``value`` as text for one log line: control characters and line separators escaped."""
+    return str(value).translate(_ESCAPED)
+
+
 def record_event(runtime: NodeRuntime, event_type: str, *, session: Session | None = None, **fields: Any) -> None:
     """Record one event: the log line always, and a leaf of the audit log.
 
@@ -37,7 +42,7 @@ def record_event(runtime: NodeRuntime, event_type: str, *, session: Session | No
     """
     event = {"type": event_type, "node": runtime.settings.node_id, "time": datetime.now(UTC).isoformat(), **fields}
     level = logging.WARNING if event_type in NOTABLE else logging.INFO
-    log.log(level, "%s %s", event_type, " ".join(f"{k}={str(v).translate(_ESCAPED)}" for k, v in fields.items()))
+    log.log(level, "%s %s", event_type, " ".join(f"{k}={log_safe(v)}" for k, v in fields.items()))
     if session is not None:
         runtime.audit.append_in(session.connection(), [event])
     else:

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from adapters.axis_client import AxisClient
 from node.audit import publish_checkpoint
-from node.events import record_event
+from node.events import log_safe, record_event
 from node.runtime import NodeRuntime
 from storage.errors import WitnessRefusal
 from storage.exchange import CosignatureRow
@@ -83,4 +83,4 @@ def witness_step(runtime: NodeRuntime, client: PeerClient) -> None:
         runtime.witness.cosign(str(theirs["checkpoint"]), proof, vkey)
     except WitnessRefusal as e:
         record_event(runtime, "witness.refused", node=upstream.node_id, reason=str(e))
-        log.error("ALERT: the axis %s presented an inconsistent log: %s", upstream.node_id, e)
+        log.error("ALERT: the axis %s presented an inconsistent log: %s", upstream.node_id, log_safe(e))

@@ -271,3 +271,12 @@ def test_a_node_cannot_write_lines_of_its_own_into_the_axis_log(axis: Axis, capl
     assert all("\n" not in line and "\r" not in line for line in lines)
     assert "x\\n2026-11-23" in failed[0]  # still readable, escaped
     assert axis.deliveries("bo-tai-chinh")[message_id].outcome_reason == forged  # stored as it was said
+
+
+def test_log_safe_keeps_a_remote_text_on_one_line() -> None:
+    from node.events import log_safe
+
+    forged = "refused\n2026-11-23 INFO lienthong.events delivery.done\r\u2028x\x1b[31m"
+    line = log_safe(forged)
+    assert "\n" not in line and "\r" not in line and "\u2028" not in line and "\x1b" not in line
+    assert line.startswith("refused\\n2026-11-23 INFO")
