@@ -137,13 +137,7 @@ def node_auth(runtime: NodeRuntime) -> Callable[[Request], Awaitable[NodeCall]]:
                 remember_nonce=remember,
             )
         except HttpSignatureError as e:
-            record_event(
-                runtime,
-                "auth.failed",
-                path=request.url.path,
-                client=request.client.host if request.client else None,
-                reason=e.reason,
-            )
+            _auth_failed(runtime, request, path=request.url.path, reason=e.reason)
             raise ProblemError(e.http_status, "unauthenticated", e.reason) from None
         peer = runtime.peer(verified.keyid)
         assert peer is not None  # resolve_key knew it
@@ -189,15 +183,25 @@ def signed_bytes(
     return Response(body, status_code=status, headers=all_headers, media_type=media_type)
 
 
+def _auth_failed(runtime: NodeRuntime, request: Request, **fields: Any) -> None:
+    """Audit a failed authentication, within the per-client bound of ``runtime.auth_failures``."""
+    client = request.client.host if request.client else None
+    suppressed = runtime.auth_failures.admit(client)
+    if suppressed is not None:
+        if suppressed:
+            fields["suppressed"] = suppressed  # failures from this client not recorded since the last one
+        record_event(runtime, "auth.failed", client=client, **fields)
+
+
 # -- API tokens ------------------------------------------------------------------------------------------
 
 
 def token_auth(runtime: NodeRuntime, permission: str) -> Callable[..., tuple[str, Role]]:
-    def dependency(authorization: Annotated[str | None, Header()] = None) -> tuple[str, Role]:
+    def dependency(request: Request, authorization: Annotated[str | None, Header()] = None) -> tuple[str, Role]:
         try:
             return authenticate(runtime, authorization, permission)
         except TokenError as e:
-            record_event(runtime, "auth.failed", permission=permission, reason=e.detail)
+            _auth_failed(runtime, request, permission=permission, reason=e.detail)
             raise ProblemError(e.status, "unauthenticated" if e.status == 401 else "forbidden", e.detail) from None
 
     return dependency

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from node._private.auth_failures import AuthFailureLimiter
 from node.config import KeyConfig, NodeSettings, OrganisationConfig, RegisteredNode, read_public_key
 from node.errors import ConfigError, SendError
 from schemas import OrganCode, OrganEntry, OrganRegistry, is_valid_organ_code
@@ -146,6 +147,11 @@ class NodeRuntime:
         """A session in a transaction: committed at the end, rolled back on error."""
         with self.sessions() as session, session.begin():
             yield session
+
+    @functools.cached_property
+    def auth_failures(self) -> AuthFailureLimiter:
+        """How many failed authentications per client the audit log takes (the rest are counted)."""
+        return AuthFailureLimiter()
 
     def sync_committed(self) -> None:
         """Make what was committed so far survive a power loss: call it before promising it to anyone."""

@@ -138,3 +138,24 @@ def test_an_archive_cursor_with_a_number_too_large_for_the_database_is_refused(a
     answer = api.client.get("/api/v1/archive", params={"cursor": cursor}, headers=api.as_(Role.ARCHIVIST))
     assert answer.status_code == 400, answer.text
     assert answer.json()["type"] == "urn:lienthong:problem:bad-query"
+
+
+def test_failed_logins_grow_the_audit_log_at_a_bounded_pace_and_every_one_is_counted() -> None:
+    from node._private.auth_failures import AuthFailureLimiter
+
+    now = [0.0]
+    limiter = AuthFailureLimiter(per_minute=3, clock=lambda: now[0])
+    assert [limiter.admit("203.0.113.9") for _ in range(10)] == [0, 0, 0, None, None, None, None, None, None, None]
+    assert limiter.admit("198.51.100.7") == 0  # another client has its own allowance
+    now[0] = 61.0
+    assert limiter.admit("203.0.113.9") == 7  # the next one recorded says how many were not
+    assert limiter.admit("203.0.113.9") == 0
+
+
+def test_a_stranger_guessing_tokens_cannot_grow_the_audit_log_at_will(api: Api) -> None:
+    before = api.runtime.audit.size()
+    for n in range(200):
+        r = api.client.get("/api/v1/messages", headers={"Authorization": f"Bearer lt_guess-{n}"})
+        assert r.status_code == 401
+    grown = api.runtime.audit.size() - before
+    assert 1 <= grown <= api.runtime.auth_failures.per_minute
