@@ -80,6 +80,13 @@ def cpu_seconds(session_leader: int) -> float:
     return total
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat (every core, every process)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
 def cpu_by_role(running: RunningNetwork) -> dict[str, float]:
     roles: dict[str, float] = {"sender": 0.0, "axis": 0.0, "recipient": 0.0}
     for node_id, process in running.processes.items():
@@ -195,6 +202,7 @@ def run_case(running: RunningNetwork, senders: int, messages: int, pdf: bytes, t
                     started[r.json()["document_id"]] = t0
 
     cpu_before = cpu_by_role(running)
+    machine_before = machine_ticks()
     t_start = time.perf_counter()
     threads = [threading.Thread(target=clerk, args=(i,)) for i in range(senders)]
     for t in threads:
@@ -226,6 +234,7 @@ def run_case(running: RunningNetwork, senders: int, messages: int, pdf: bytes, t
     for t in threads:
         t.join()
     cpu_after = cpu_by_role(running)
+    machine_after = machine_ticks()
     latencies = [stored[d] - started[d] for d in started if d in stored]
     elapsed = max(stored.values()) - t_start
     return {
@@ -233,6 +242,8 @@ def run_case(running: RunningNetwork, senders: int, messages: int, pdf: bytes, t
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
         **{f"cpu_ms_{role}": (cpu_after[role] - cpu_before[role]) * 1000 / messages for role in cpu_after},
+        # Near 100: the run was bound by CPU; well below: by something serial (a queue, a sync, a round trip).
+        "machine_busy_pct": 100 * (machine_after[0] - machine_before[0]) / max(1, machine_after[1] - machine_before[1]),
     }
 
 
@@ -292,7 +303,7 @@ def main() -> None:
                         f"{senders} sender(s): {case['envelopes_per_s']:.1f} envelopes/s, "
                         f"p50 {case['p50_ms']:.0f} ms, p99 {case['p99_ms']:.0f} ms; CPU per envelope: "
                         f"sender {case['cpu_ms_sender']:.1f} ms, axis {case['cpu_ms_axis']:.1f} ms, "
-                        f"recipient {case['cpu_ms_recipient']:.1f} ms"
+                        f"recipient {case['cpu_ms_recipient']:.1f} ms; machine busy {case['machine_busy_pct']:.0f} %"
                     )
                     for key, value in case.items():
                         results[f"senders_{senders}_{key}"] = round(value, 2)

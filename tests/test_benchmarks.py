@@ -99,6 +99,7 @@ EXCHANGE_NUMBERS = (
     "unloaded_p50_ms",
     "floor_cpu_ms_per_envelope",
     "ceiling_envelopes_per_s",
+    "senders_1_machine_busy_pct",
 )
 
 
@@ -113,3 +114,4 @@ def test_exchange_benchmark_prints_one_json_object_last() -> None:
     assert len(steps) == 8
     assert all(ms > 0 for ms in steps.values())
     assert 0.5 < sum(steps.values()) / result["floor_cpu_ms_per_envelope"] < 2
+    assert result["senders_4_machine_busy_pct"] <= 100
