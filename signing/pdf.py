@@ -17,6 +17,7 @@ import asyncio
 import functools
 import hashlib
 import io
+import itertools
 import logging
 import os
 import tempfile
@@ -51,8 +52,9 @@ from pyhanko.sign.validation.status import PdfSignatureStatus
 from pyhanko.stamp import TextStampStyle
 
 from schemas import VIETNAM_TIME
-from signing._private import pdf_paths, pyhanko_speedups
+from signing._private import pdf_limits, pdf_paths, pyhanko_speedups
 from signing._private.images import handwriting_png, image_xobject, seal_png
+from signing._private.pdf_limits import PdfLimits
 from signing._private.pyhanko_signer import pyhanko_signer
 from signing.errors import SignError
 from signing.keys import SigningKey
@@ -505,28 +507,70 @@ def _cms_size(pdf: bytes) -> int | None:
 
 # --- verification -------------------------------------------------------------------------------------
 
+# More signatures than any official document carries (signer, seal, copies, co-signers); each costs a
+# verification and a difference analysis, so a PDF of thousands of fields sharing one signature value (a
+# few hundred KB) kept a node busy for minutes.
+MAX_PDF_SIGNATURES = 50
+# What reading one PDF may cost pyHanko (see signing._private.pdf_limits).
+PDF_LIMITS = PdfLimits()
+
 
 def verify_pdf(name: str, data: bytes, trust: TrustStore, *, at: datetime | None = None) -> list[SignatureReport]:
-    """One report per signature in the PDF, each with the revisions added after it."""
-    try:
-        reader = PdfFileReader(io.BytesIO(data), strict=False)
-        embedded = reader.embedded_regular_signatures
-    except (PdfError, ValueError, KeyError) as e:
-        return [
-            SignatureReport(
-                id=f"attachment:{name}",
-                format="PAdES",
-                indication=Indication.TOTAL_FAILED,
-                sub_indication=SubIndication.FORMAT_FAILURE,
-                reasons=(f"not a readable PDF: {e}",),
+    """One report per signature in the PDF, each with the revisions added after it.
+
+    The bytes come from a sender: whatever they hold, the answer is reports (a PDF that cannot be read, or
+    that exceeds :data:`PDF_LIMITS` or :data:`MAX_PDF_SIGNATURES`, gives one failed report saying why).
+    """
+    with pdf_limits.reading_limits(PDF_LIMITS):
+        try:
+            reader = PdfFileReader(io.BytesIO(data), strict=False)
+            # counted before pyHanko parses each signature's CMS, on its way to embedded_regular_signatures
+            found = sum(
+                1
+                for _ in itertools.islice(
+                    fields.enumerate_sig_fields(reader, filled_status=True), MAX_PDF_SIGNATURES + 1
+                )
             )
-        ]
-    total = reader.xrefs.total_revisions
-    signed_revisions = {s.signed_revision for s in reader.embedded_signatures}
-    reports = []
-    for sig in embedded:
-        reports.append(_verify_one(name, sig, trust, at, total, signed_revisions))
-    return reports
+            if found > MAX_PDF_SIGNATURES:
+                return [_unreadable(name, f"the PDF has more than {MAX_PDF_SIGNATURES} signatures; none was verified")]
+            embedded = reader.embedded_regular_signatures
+            total = reader.xrefs.total_revisions
+            signed_revisions = {s.signed_revision for s in reader.embedded_signatures}
+        except (PdfError, ValueError, KeyError) as e:
+            return [_unreadable(name, f"not a readable PDF: {e}")]
+        except Exception as e:  # pyHanko trips over hostile structures in many ways (AttributeError, RecursionError…)
+            return [_unreadable(name, f"not a readable PDF: {_error(e)}")]
+        return [_verify_guarded(name, sig, trust, at, total, signed_revisions) for sig in embedded]
+
+
+def _unreadable(name: str, reason: str) -> SignatureReport:
+    return SignatureReport(
+        id=f"attachment:{name}",
+        format="PAdES",
+        indication=Indication.TOTAL_FAILED,
+        sub_indication=SubIndication.FORMAT_FAILURE,
+        reasons=(reason,),
+    )
+
+
+def _error(e: Exception) -> str:
+    """An unexpected error from reading a hostile PDF, named (its message alone may be empty or cryptic)."""
+    return f"{type(e).__name__}: {str(e)[:300]}"
+
+
+def _verify_guarded(
+    name: str, sig: Any, trust: TrustStore, at: datetime | None, total_revisions: int, signed_revisions: set[int]
+) -> SignatureReport:
+    try:
+        return _verify_one(name, sig, trust, at, total_revisions, signed_revisions)
+    except Exception as e:  # as in verify_pdf: a hostile PDF gets a failed report, never an exception
+        return SignatureReport(
+            id=f"attachment:{name}#{sig.field_name}",
+            format="PAdES",
+            indication=Indication.TOTAL_FAILED,
+            sub_indication=SubIndication.FORMAT_FAILURE,
+            reasons=(f"the signature cannot be verified: {_error(e)}",),
+        )
 
 
 def _verify_one(

@@ -220,6 +220,34 @@ def test_a_failed_pdf_signature_is_answered_02_with_the_reason(nodes: Nodes) -> 
     assert answer.description  # the reason travels with the refusal
 
 
+def test_a_hostile_pdf_is_answered_02_not_an_exception(nodes: Nodes) -> None:
+    # A sender's PDF that made pyHanko raise (here AttributeError: the signature value is an array) made
+    # receive_envelope raise: the delivery was retried forever and never answered.
+    dept, ministry = nodes["so-tai-chinh"], nodes["bo-tai-chinh"]
+    message = report("208")
+    body = [
+        b"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [3 0 R] >> >>",
+        b"<< /Type /Pages /Kids [] /Count 0 >>",
+        b"<< /FT /Sig /T (S) /V 4 0 R >>",
+        b"[1 2 3]",
+    ]
+    pdf = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, obj in enumerate(body, start=1):
+        offsets.append(len(pdf))
+        pdf += b"%d 0 obj\n%s\nendobj\n" % (number, obj)
+    xref = len(pdf)
+    pdf += b"xref\n0 5\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    pdf += b"trailer\n<< /Size 5 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref
+    attachment = message.attachments[0].model_copy(update={"data": bytes(pdf)})
+    message = message.model_copy(update={"attachments": (attachment,)})
+    result = send_document(dept, message, seal_pdfs=False)
+    final = relay(nodes, result.message_id, stored(dept, result.envelope_id))
+    outcome = receive_envelope(ministry, final, message_id=result.message_id, recipient=MINISTRY.organ_id)
+    assert outcome.answered == "02"
+    assert any("not a readable PDF" in r for r in outcome.reasons), outcome.reasons
+
+
 def test_statuses_are_recorded_on_both_sides_and_recall_follows_the_route(nodes: Nodes) -> None:
     dept, ministry = nodes["so-tai-chinh"], nodes["bo-tai-chinh"]
     low, top = nodes["truc-tinh"], nodes["truc-tw"]
