@@ -445,9 +445,12 @@ def verify_envelope(
         envelope_report = checker.check_sender(envelope_report, message)
     sigs = [envelope_report]
     if verify_pdf is not None and message is not None and message.kind == "document":
-        for attachment in message.attachments:
-            if attachment.content_type == "application/pdf":
-                sigs.extend(verify_pdf(attachment.name, attachment.data))
+        from signing.pdf import one_reading_budget
+
+        with one_reading_budget():  # all the envelope's PDFs together, not each on its own
+            for attachment in message.attachments:
+                if attachment.content_type == "application/pdf":
+                    sigs.extend(verify_pdf(attachment.name, attachment.data))
     return EnvelopeVerification(report(*sigs), message, route, warnings, codes, checker.message_id)
 
 

@@ -21,6 +21,8 @@ import itertools
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -515,6 +517,14 @@ MAX_PDF_SIGNATURES = 50
 PDF_LIMITS = PdfLimits()
 
 
+@contextmanager
+def one_reading_budget() -> Iterator[None]:
+    """Verify every PDF within this block on one reading budget (:data:`PDF_LIMITS`), e.g. all those of an
+    envelope: a sender cannot multiply the bounds by attaching many PDFs."""
+    with pdf_limits.reading_limits(PDF_LIMITS):
+        yield
+
+
 def verify_pdf(name: str, data: bytes, trust: TrustStore, *, at: datetime | None = None) -> list[SignatureReport]:
     """One report per signature in the PDF, each with the revisions added after it.
 
@@ -533,6 +543,7 @@ def verify_pdf(name: str, data: bytes, trust: TrustStore, *, at: datetime | None
             )
             if found > MAX_PDF_SIGNATURES:
                 return [_unreadable(name, f"the PDF has more than {MAX_PDF_SIGNATURES} signatures; none was verified")]
+            pdf_limits.charge_signatures(found)
             embedded = reader.embedded_regular_signatures
             total = reader.xrefs.total_revisions
             signed_revisions = {s.signed_revision for s in reader.embedded_signatures}

@@ -41,7 +41,7 @@ from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-__all__ = ["PdfLimits", "install", "reading_limits"]
+__all__ = ["PdfLimits", "charge_signatures", "install", "reading_limits"]
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,15 @@ class PdfLimits:
     # (number, offset) pairs of object stream headers read (~3 µs each) to find objects: streams hold
     # 100-200 objects, so a document of 10,000 objects in streams reads about a million
     max_header_pairs: int = 1_000_000
+    # signatures verified on one budget (all the PDFs of an envelope): each costs a path validation and a
+    # difference analysis
+    max_signatures: int = 100
 
 
 class _Budget:
     def __init__(self, limits: PdfLimits) -> None:
         self.limits = limits
-        self.entries = self.sections = self.objects = self.depth = self.header_pairs = 0
+        self.entries = self.sections = self.objects = self.depth = self.header_pairs = self.signatures = 0
         # per (reader, object stream): where each object number first appears in its header, and /N
         self.headers: dict[tuple[int, int], tuple[dict[int, int], int]] = {}
 
@@ -87,13 +90,30 @@ class _Budget:
             )
 
 
+def charge_signatures(count: int) -> None:
+    """Count ``count`` signatures about to be verified against the active budget (if any)."""
+    budget = _budget.get()
+    if budget is None:
+        return
+    budget.signatures += count
+    if budget.signatures > budget.limits.max_signatures:
+        raise PdfReadError(f"more than {budget.limits.max_signatures} PDF signatures to verify in one envelope")
+
+
 _budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("pdf_reading_budget", default=None)
 
 
 @contextmanager
 def reading_limits(limits: PdfLimits = PdfLimits()) -> Iterator[None]:
-    """Count what pyHanko reads within this block against ``limits`` (one budget for the whole block)."""
+    """Count what pyHanko reads within this block against ``limits`` (one budget for the whole block).
+
+    Inside another such block, the outer budget is used: an envelope verifies all its PDFs on one budget,
+    so many PDFs, each under its own bounds, cannot add up to hours.
+    """
     install()
+    if _budget.get() is not None:
+        yield
+        return
     token = _budget.set(_Budget(limits))
     try:
         yield

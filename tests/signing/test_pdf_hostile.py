@@ -256,3 +256,30 @@ def test_thousands_of_signature_fields_are_refused_before_any_is_verified(signed
 def test_a_real_signature_still_passes(signed: bytes, trust: TrustStore) -> None:
     (report,) = _verify(signed, trust)
     assert report.indication is Indication.TOTAL_PASSED, report.reasons
+
+
+def test_the_pdfs_of_one_envelope_share_one_reading_budget(
+    signed: bytes, trust: TrustStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each PDF under its own bounds could still add up: an envelope of 200 attachments, each just under them."""
+    from signing.pdf import one_reading_budget
+
+    monkeypatch.setattr(pdf_module, "PDF_LIMITS", PdfLimits(max_objects=200))
+    alone = [verify_pdf(f"copy-{n}.pdf", signed, trust) for n in range(6)]
+    assert all(r.indication is Indication.TOTAL_PASSED for reports in alone for r in reports)  # each fits
+    with one_reading_budget():
+        together = [verify_pdf(f"copy-{n}.pdf", signed, trust) for n in range(6)]
+    assert together[0][0].indication is Indication.TOTAL_PASSED
+    assert "more than 200 objects" in together[-1][0].reasons[0]  # the envelope's budget ran out
+
+
+def test_the_signatures_of_one_envelope_are_counted_together(
+    signed: bytes, trust: TrustStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from signing.pdf import one_reading_budget
+
+    monkeypatch.setattr(pdf_module, "PDF_LIMITS", PdfLimits(max_signatures=3))
+    with one_reading_budget():
+        reports = [verify_pdf(f"copy-{n}.pdf", signed, trust)[0] for n in range(4)]
+    assert [r.indication for r in reports[:3]] == [Indication.TOTAL_PASSED] * 3
+    assert "more than 3 PDF signatures" in reports[3].reasons[0]
