@@ -496,15 +496,24 @@ def sign_pdf(
 
 
 def _cms_size(pdf: bytes) -> int | None:
-    """How many bytes of the last signature's reserved /Contents the CMS actually uses (trailing zeros padded)."""
+    """How many bytes of the last signature's reserved /Contents the CMS uses: the length its DER header
+    says (the room after it is zeros; trimming zeros would miss a CMS that itself ends in a zero byte)."""
     start = pdf.rfind(b"/Contents <")
     if start < 0:
         return None
-    end = pdf.find(b">", start)
-    if end < 0:
+    start += len(b"/Contents <")
+    try:
+        head = bytes.fromhex(pdf[start : start + 12].decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
         return None
-    hex_digits = pdf[start + len(b"/Contents <") : end].rstrip(b"0")
-    return len(hex_digits) // 2 + 1
+    if len(head) < 2 or head[0] != 0x30:  # a CMS ContentInfo is a SEQUENCE
+        return None
+    if head[1] < 0x80:
+        return 2 + head[1]
+    width = head[1] & 0x7F
+    if not 0 < width <= 4 or len(head) < 2 + width:
+        return None
+    return 2 + width + int.from_bytes(head[2 : 2 + width], "big")
 
 
 # --- verification -------------------------------------------------------------------------------------

@@ -224,7 +224,7 @@ def test_a_hostile_pdf_is_answered_02_not_an_exception(nodes: Nodes) -> None:
     # A sender's PDF that made pyHanko raise (here AttributeError: the signature value is an array) made
     # receive_envelope raise: the delivery was retried forever and never answered.
     dept, ministry = nodes["so-tai-chinh"], nodes["bo-tai-chinh"]
-    message = report("208")
+    message = report("220")
     body = [
         b"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [3 0 R] >> >>",
         b"<< /Type /Pages /Kids [] /Count 0 >>",

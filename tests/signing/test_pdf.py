@@ -232,3 +232,13 @@ def test_a_room_too_small_is_retried_with_the_generous_one(test_ca: CaFixture, t
     signed = sign_pdf(sample_pdf("retry", size=5_000), fresh, PdfSignOptions(role=SignatureRole.ORGANISATION))
     assert [r.indication for r in verify_pdf("retry.pdf", signed, trust)] == [Indication.TOTAL_PASSED]
     assert fresh.cms_sizes[(False, False)] > 1000  # learned the real size
+
+
+def test_the_room_a_cms_used_is_read_from_its_der_length_even_when_it_ends_in_zeros() -> None:
+    from signing.pdf import _cms_size
+
+    # SEQUENCE { INTEGER 0x0000 } is six bytes, its last two zero, then the unused room
+    assert _cms_size(b"<< /Contents <300402020000" + b"0" * 40 + b"> >>") == 6
+    long_form = b"308203e8" + b"ab" * 1000 + b"0" * 100  # SEQUENCE of 1000 bytes, two length bytes
+    assert _cms_size(b"/Contents <" + long_form + b">") == 1004
+    assert _cms_size(b"/Contents <not hex>") is None
