@@ -387,3 +387,22 @@ def test_pdf_verifier_hook_sees_each_attached_pdf(signed: bytes, trust: TrustSto
     verify_envelope(signed, trust, verify_pdf=fake_pdf_verifier)
     assert [n for n, _ in seen] == ["bao-cao-ngan-sach-2026-10.pdf"]
     assert seen[0][1].startswith(b"%PDF-")
+
+
+def test_a_pdf_labelled_as_something_else_still_has_its_signatures_checked(org_key: SoftKey, trust: TrustStore) -> None:
+    """The recipient reads a PDF as a PDF whatever its label says, so its signatures are checked whatever the label."""
+    message = sample_monthly_report(pdf_size=2_000)
+    pdf = message.attachments[0]
+    disguised = pdf.model_copy(update={"name": "bang-so-lieu.bin", "content_type": "application/octet-stream"})
+    text = pdf.model_copy(
+        update={"name": "ghi-chu.txt", "content_type": "text/plain", "data": "Ghi chú".encode(), "content_id": "2"}
+    )
+    message = message.model_copy(update={"attachments": (disguised, text)})
+    seen: list[str] = []
+
+    def pdf_verifier(name: str, data: bytes) -> list:  # type: ignore[type-arg]
+        seen.append(name)
+        return []
+
+    verify_envelope(sign_envelope(build_message(message), org_key), trust, verify_pdf=pdf_verifier)
+    assert seen == ["bang-so-lieu.bin"]
