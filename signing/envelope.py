@@ -456,8 +456,10 @@ def verify_envelope(
 
 def _is_pdf(content_type: str, data: bytes) -> bool:
     """A PDF by its declared type or by its bytes: a PDF labelled otherwise has its signatures checked too."""
-    # ISO 32000 readers accept the header anywhere in the first 1024 bytes, so a viewer would open it as a PDF.
-    return content_type.split(";", 1)[0].strip() == "application/pdf" or b"%PDF-" in data[:1024]
+    # Sniffed only at the very start (white space aside), so that a text that merely mentions "%PDF-" is not
+    # taken for one; a PDF with bytes before its header is then checked only if declared a PDF.
+    declared = content_type.split(";", 1)[0].strip() == "application/pdf"
+    return declared or data[:1024].lstrip(b"\x00\t\n\x0c\r ").startswith(b"%PDF-")
 
 
 class _EnvelopeChecker:
