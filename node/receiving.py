@@ -24,6 +24,7 @@ from signing.envelope import EnvelopeVerification, envelope_message_id, verify_e
 from signing.errors import SignError
 from signing.pdf import verify_pdf
 from storage.exchange import EnvelopeRow
+from storage.objects import ObjectPut, put_all
 
 MAX_REASON = 1000
 
@@ -80,18 +81,22 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
     unsafe = [w for w, code in zip(result.warnings, result.warning_codes, strict=True) if code in REFUSED_QUIRKS]
     if unsafe:
         passed, reasons = False, (*unsafe, *reasons)
-    report_ref = runtime.objects.put(
-        report.model_dump_json().encode(), document_class="report", content_type="application/json"
-    )
-    ref = runtime.objects.put(data, document_class=message.kind, content_type="application/xml")
-    evidence = store_evidence(runtime)
     answer = None
+    puts = [
+        ObjectPut(report.model_dump_json().encode(), "report", "application/json"),
+        ObjectPut(data, message.kind, "application/xml"),
+    ]
     if message.kind == "document":
         code = StatusCode.ARRIVED if passed else StatusCode.REFUSED
         why = "" if passed else "; ".join(reasons)[:MAX_REASON] or "the signatures do not verify"
         h = message.header
         answer = status_message(runtime, recipient, h.from_.organ_id, document_code(message), h.document_id, code, why)
         answer_bytes = sign_message(runtime, recipient, answer)
+        puts.append(ObjectPut(answer_bytes, "status", "application/xml"))
+    # The report, the envelope and the answer are stored together (their syncs overlap), all before the
+    # transaction that names them; none is stored while the database is locked for writing.
+    report_ref, ref, *answer_ref = put_all(runtime.objects, puts)
+    evidence = store_evidence(runtime)
     try:
         with runtime.session() as s:
             row = EnvelopeRow(
@@ -124,7 +129,7 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
                 session=s,
             )
             if answer is not None:
-                queue_in(s, runtime, answer_bytes, answer)
+                queue_in(s, runtime, answer_bytes, answer, stored=answer_ref[0])
             record_event(
                 runtime,
                 "message.received",

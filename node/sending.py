@@ -32,6 +32,7 @@ from schemas import (
     build_message,
 )
 from storage.exchange import EnvelopeRow, OutboxRow, StatusRow
+from storage.objects import ObjectRef, content_key
 
 RECALL = StatusCode.RECALL_REQUESTED
 NO_STAFF = StaffInfo()
@@ -148,9 +149,16 @@ def queue_signed(runtime: NodeRuntime, signed: bytes, message: Message, *, clien
 
 
 def queue_in(
-    s: Session, runtime: NodeRuntime, signed: bytes, message: Message, *, client_key: str | None = None
+    s: Session,
+    runtime: NodeRuntime,
+    signed: bytes,
+    message: Message,
+    *,
+    client_key: str | None = None,
+    stored: ObjectRef | None = None,
 ) -> SendResult:
-    """Add the envelope and its outbox entry to the caller's transaction (stored bytes first)."""
+    """Add the envelope and its outbox entry to the caller's transaction (stored bytes first: ``stored`` if the
+    caller stored them already)."""
     upstream = runtime.upstream
     if upstream is None:
         raise SendError("this node has no upstream axis to send through")
@@ -158,7 +166,12 @@ def queue_in(
     from signing.envelope import envelope_message_id
 
     message_id = envelope_message_id(signed)
-    ref = runtime.objects.put(signed, document_class=_document_class(message), content_type="application/xml")
+    if stored is None:
+        ref = runtime.objects.put(signed, document_class=_document_class(message), content_type="application/xml")
+    elif stored.key == content_key(signed):
+        ref = stored
+    else:
+        raise ValueError("queue_in: the stored object is not these bytes")
     fields = describe(message)
     if message.kind == "status" and message.header.status_code == RECALL:
         fields["recipients"] = _recipients_of_sent(s, message.header.response_for.document_id)

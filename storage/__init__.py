@@ -28,7 +28,7 @@ from storage.errors import (
     WitnessRefusal,
 )
 from storage.merkle import verify_consistency, verify_inclusion
-from storage.objects import ObjectInfo, ObjectRef, ObjectStore, content_key, open_object_store
+from storage.objects import ObjectInfo, ObjectPut, ObjectRef, ObjectStore, content_key, open_object_store, put_all
 from storage.retention import DEFAULT_RETENTION, RetentionPolicy
 from storage.witness import Witness
 
@@ -61,6 +61,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectLockError",
     "ObjectNotFoundError",
+    "ObjectPut",
     "ObjectRef",
     "ObjectStore",
     "ObjectStoreConfigError",
@@ -75,6 +76,7 @@ __all__ = [
     "generate_log_key",
     "generate_witness_key",
     "open_object_store",
+    "put_all",
     "verify_bag",
     "verify_consistency",
     "verify_inclusion",

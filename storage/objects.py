@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -83,6 +85,37 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object; ObjectLockError while its retention or legal hold is active."""
         ...
+
+
+@dataclass(frozen=True)
+class ObjectPut:
+    """One object to store with :func:`put_all`: the arguments of :meth:`ObjectStore.put`."""
+
+    data: bytes
+    document_class: str | None = None
+    content_type: str = "application/octet-stream"
+
+
+# Storing mostly waits: on fsync (local files) or on the network (S3). A few threads let the objects of one
+# message wait together, not one after the other; both backends are safe to call from several threads.
+_PUTTERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="object-put")
+
+
+def put_all(store: ObjectStore, puts: Sequence[ObjectPut]) -> list[ObjectRef]:
+    """Store each object of ``puts`` (concurrently), their refs in the same order; when this returns, all are
+    stored as ``put`` stores them. If one fails, its error is raised once the others have finished."""
+
+    def one(put: ObjectPut) -> ObjectRef:
+        return store.put(put.data, document_class=put.document_class, content_type=put.content_type)
+
+    if len(puts) < 2:
+        return [one(p) for p in puts]
+    futures = [_PUTTERS.submit(one, p) for p in puts]
+    errors = [f.exception() for f in futures]  # waits for every one: none is left running behind our back
+    for error in errors:
+        if error is not None:
+            raise error
+    return [f.result() for f in futures]
 
 
 def content_key(data: bytes) -> str:

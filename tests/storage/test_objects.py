@@ -343,3 +343,25 @@ def test_an_unknown_layout_is_refused_before_anything_is_written(tmp_path: Path)
     with pytest.raises(ObjectStoreConfigError, match="unknown object store layout 'flat'"):
         open_object_store(str(root), POLICY)
     assert sorted(p.name for p in root.iterdir()) == ["LAYOUT"]
+
+
+def test_put_all_stores_each_object_and_keeps_the_order(store: LocalObjectStore) -> None:
+    from storage import ObjectPut, put_all
+
+    puts = [ObjectPut(b"report %d" % i, "report", "application/json") for i in range(6)]
+    refs = put_all(store, puts)
+    assert [r.key for r in refs] == [content_key(p.data) for p in puts]
+    for ref, put in zip(refs, puts, strict=True):
+        assert store.get(ref.key) == put.data
+        assert store.stat(ref.key).document_class == "report"
+
+
+def test_put_all_raises_a_failure_only_after_the_others_are_stored(store: LocalObjectStore) -> None:
+    from storage import ObjectPut, put_all
+
+    good, bad = ObjectPut(b"kept", "report"), ObjectPut(b"refused", "no such class!")
+    with pytest.raises(ValueError, match="class"):
+        put_all(store, [good, bad, ObjectPut(b"also kept")])
+    assert store.get(content_key(b"kept")) == b"kept"
+    assert store.get(content_key(b"also kept")) == b"also kept"
+    assert not store.exists(content_key(b"refused"))
