@@ -9,6 +9,8 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from node._private.text import inert
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
@@ -18,20 +20,12 @@ log = logging.getLogger("lienthong.events")
 
 # Events an auditor must notice: they are logged as warnings.
 NOTABLE = frozenset({"auth.failed", "envelope.refused", "message.refused", "delivery.dead", "verification.failed"})
-# Values come from other nodes and clients (a refusal's reason, an id): a line break in one would start a log
-# line of their choosing. Control characters and Unicode line separators are written escaped instead.
-_ESCAPED = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
-    0x0A: "\\n",
-    0x0D: "\\r",
-    0x09: "\\t",
-    0x2028: "\\u2028",
-    0x2029: "\\u2029",
-}
 
 
 def log_safe(value: object) -> str:
-    """``value`` as text for one log line: control characters and line separators escaped."""
-    return str(value).translate(_ESCAPED)
+    """``value`` as text for one log line (values come from other nodes and clients: a line break in one
+    would start a log line of their choosing): see :func:`node._private.text.inert`."""
+    return inert(str(value))
 
 
 def record_event(runtime: NodeRuntime, event_type: str, *, session: Session | None = None, **fields: Any) -> None:

@@ -9,6 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from node._private.text import inert
 from schemas import DocumentMessage, ParsedMessage, StatusCode, StatusMessage, format_timestamp
 
 _STATUS_VI = {
@@ -76,7 +77,7 @@ def render(parsed: ParsedMessage, *, source: str = "") -> RenderableType:
     table.add_column()
 
     def add_row(label: str, value: str) -> None:
-        table.add_row(label, Text(value))  # message text is data, never Rich markup
+        table.add_row(label, Text(inert(value)))  # message text is data: never Rich markup, never a control
 
     if source:
         add_row("File", source)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from node._private.text import inert
 from schemas import VIETNAM_TIME
 from signing.report import Indication, SignatureReport, VerificationReport
 
@@ -25,20 +25,6 @@ _ROLE = {
 }
 
 
-def _inert(text: str) -> str:
-    """``text`` from a sender (a PDF's field name, a signer's name, a reason quoting the file) as shown to the
-    clerk: control characters (a terminal's ESC sequences, carriage returns) and invisible format characters
-    (direction overrides such as U+202E, which reverse what follows) are written as escapes."""
-    return "".join(
-        c
-        if unicodedata.category(c) not in ("Cc", "Cf")
-        else f"\\x{ord(c):02x}"
-        if ord(c) < 0x100
-        else f"\\u{ord(c):04x}"
-        for c in text
-    )
-
-
 def _ict(moment: datetime) -> str:
     """Vietnam time to the second, the way documents state it: 2026-11-16T09:30:00+07:00."""
     return moment.astimezone(VIETNAM_TIME).replace(microsecond=0).isoformat()
@@ -50,8 +36,8 @@ def _title(sig: SignatureReport) -> str:
     if sig.id.startswith("attachment:"):
         name, _, field = sig.id.removeprefix("attachment:").partition("#")
         role = _ROLE.get(sig.role, "")
-        return _inert(f"Chữ ký trên tệp {name} — {field}") + (f", {role}" if role else "")
-    return _inert(sig.id)
+        return inert(f"Chữ ký trên tệp {name} — {field}") + (f", {role}" if role else "")
+    return inert(sig.id)
 
 
 def render_signature(sig: SignatureReport) -> RenderableType:
@@ -64,7 +50,7 @@ def render_signature(sig: SignatureReport) -> RenderableType:
     table.add_column()
 
     def row(label: str, value: str) -> None:
-        table.add_row(f"  {label}", Text(_inert(value)))
+        table.add_row(f"  {label}", Text(inert(value)))
 
     if sig.sub_indication:
         row("Lý do (why)", f"{sig.sub_indication.value}: " + "; ".join(sig.reasons))
@@ -105,7 +91,7 @@ def render_signature(sig: SignatureReport) -> RenderableType:
 
 def render_report(report: VerificationReport) -> RenderableType:
     parts: list[RenderableType] = [
-        Text(f"Kết quả kiểm tra chữ ký số — {_inert(report.document)}", style="bold underline")
+        Text(f"Kết quả kiểm tra chữ ký số — {inert(report.document)}", style="bold underline")
     ]
     if not report.signatures:
         parts.append(Text("✘ Không có chữ ký số nào / no signature found", style="bold red"))

@@ -30,3 +30,23 @@ def test_terminal_controls_and_direction_overrides_from_a_sender_are_shown_escap
     for control in ("\x1b[2J", "\x1b[1A", "\x1b[2K", "\r", "\u202e", "\u2066"):
         assert control not in shown, repr(control)
     assert "\\x1b[2J" in shown and "\\u202e" in shown  # escaped, so the clerk sees something is there
+
+
+def test_a_message_shown_by_edxml_show_cannot_reverse_or_break_its_lines() -> None:
+    """``lienthong edxml show`` prints a received message's subject and names: text from the sender."""
+    import io
+
+    from rich.console import Console
+
+    from node._private.render import render
+    from node.samples import sample_monthly_report
+    from schemas import build_message, parse_message
+
+    message = sample_monthly_report()
+    header = message.header.model_copy(update={"subject": "Báo cáo \u202egnờưht\u202c\nTrạng thái: ĐÃ DUYỆT"})
+    parsed = parse_message(build_message(message.model_copy(update={"header": header})))
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(render(parsed))
+    shown = out.getvalue()
+    assert "\u202e" not in shown and "\\u202e" in shown
+    assert "\\nTrạng thái: ĐÃ DUYỆT" in shown  # on the subject's own line, not a line of its own
