@@ -957,11 +957,12 @@ UPLOAD_OVERHEAD = 4 * 1024 * 1024  # a message description and multipart framing
 
 
 def _limit_request_bodies(app: FastAPI, limit: int) -> None:
-    """Refuse a declared body over ``limit`` before any of it is read (the exchange API checks as it reads)."""
-    app.add_middleware(_DeclaredBodyLimit, limit=limit)
+    """Refuse a body over ``limit``: a declared one before any of it is read, a chunked one as it comes (the
+    exchange API checks as it reads)."""
+    app.add_middleware(_BodyLimit, limit=limit)
 
 
-class _DeclaredBodyLimit:
+class _BodyLimit:
     """Plain ASGI (not ``BaseHTTPMiddleware``, which costs a task and a stream copy on every request)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:

@@ -7,7 +7,6 @@ the automatic answer are committed together, so a crash never leaves a document 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -104,7 +103,7 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
                 message_id=message_id,
                 recipient=recipient,
                 object_key=ref.key,
-                sha256=hashlib.sha256(data).hexdigest(),
+                sha256=ref.sha256,
                 size=len(data),
                 verified=indication,
                 report_key=report_ref.key,

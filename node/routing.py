@@ -8,7 +8,6 @@ transaction: the sender is answered only once nothing can be lost.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -103,7 +102,7 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
                 direction="transit",
                 message_id=message_id,
                 object_key=ref.key,
-                sha256=_sha256(routed),
+                sha256=ref.sha256,
                 size=len(routed),
                 verified=result.report.indication.value,
                 **{**fields, "recipients": list(recipients)},
@@ -209,7 +208,3 @@ def _already_accepted(runtime: NodeRuntime, message_id: str) -> AcceptResult | N
         if row is None:
             return None
         return AcceptResult(message_id, "duplicate", tuple(row.recipients))
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

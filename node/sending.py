@@ -7,7 +7,6 @@ retry sends the same bytes, which the axis and the recipients recognise as the s
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypedDict
@@ -179,7 +178,7 @@ def queue_in(
         direction="out",
         message_id=message_id,
         object_key=ref.key,
-        sha256=hashlib.sha256(signed).hexdigest(),
+        sha256=ref.sha256,
         size=len(signed),
         client_key=client_key,
         verified=None,

@@ -185,7 +185,7 @@ class LocalObjectStore:
                 # left metadata, the first one stays (it is written once too).
                 _, created = _create_in_dir(
                     path.parent,
-                    ((path.name + ".meta", self._meta(document_class, content_type)), (path.name, data)),
+                    ((self._sidecar(path, ".meta").name, self._meta(document_class, content_type)), (path.name, data)),
                     _READ_ONLY,
                 )
                 if not created:
