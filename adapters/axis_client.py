@@ -192,19 +192,10 @@ class AxisClient:
                 for data, message_id in envelopes
             ]
         }
-        status, body, _ = self._call(
-            "POST",
-            f"{EXCHANGE}/envelopes/batch",
-            what=f"sending {len(envelopes)} envelopes",
-            content=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"},
-            expect=(200,),
-        )
+        body = self._post_json(f"{EXCHANGE}/envelopes/batch", payload, what=f"sending {len(envelopes)} envelopes")
         results = self._model(_BatchReceipt, body, "the batch receipt").results
         if [r.message_id for r in results] != [m for _, m in envelopes]:
-            raise RetryableDeliveryError(
-                "the batch receipt does not answer the envelopes sent, in order", status=status
-            )
+            raise RetryableDeliveryError("the batch receipt does not answer the envelopes sent, in order", status=200)
         outcomes: list[SendOutcome] = []
         for r in results:
             if r.status == "refused":
@@ -230,14 +221,7 @@ class AxisClient:
             "wait": wait,
             "inline": inline,
         }
-        _, body, _ = self._call(
-            "POST",
-            f"{EXCHANGE}/inbox",
-            what="acknowledging and listing the inbox",
-            content=json.dumps(payload, ensure_ascii=False).encode(),
-            headers={"Content-Type": "application/json"},
-            expect=(200,),
-        )
+        body = self._post_json(f"{EXCHANGE}/inbox", payload, what="acknowledging and listing the inbox")
         answer = self._model(_InboxPoll, body, "the inbox")
         for a in acks:
             self._known.pop(a.delivery_id, None)
@@ -320,14 +304,7 @@ class AxisClient:
             return []
         self._check_acks(acks)
         payload = {"acks": [{"delivery_id": a.delivery_id, "outcome": a.outcome, "reason": a.reason} for a in acks]}
-        _, body, _ = self._call(
-            "POST",
-            f"{EXCHANGE}/inbox/ack",
-            what=f"acknowledging {len(acks)} deliveries",
-            content=json.dumps(payload, ensure_ascii=False).encode(),
-            headers={"Content-Type": "application/json"},
-            expect=(200,),
-        )
+        body = self._post_json(f"{EXCHANGE}/inbox/ack", payload, what=f"acknowledging {len(acks)} deliveries")
         receipt = self._model(_AckReceipt, body, "the acknowledgement receipt")
         for a in acks:
             self._known.pop(a.delivery_id, None)
@@ -371,6 +348,14 @@ class AxisClient:
             # A signed answer we cannot read: the other node runs another protocol version or is broken.
             # Retrying is safe and an operator will see the error.
             raise RetryableDeliveryError(f"{what} is not what protocol v1 says: {e.error_count()} errors") from None
+
+    def _post_json(self, path: str, payload: object, *, what: str) -> bytes:
+        """POST ``payload`` as JSON, expecting 200; the verified answer's body."""
+        content = json.dumps(payload, ensure_ascii=False).encode()
+        _, body, _ = self._call(
+            "POST", path, what=what, content=content, headers={"Content-Type": "application/json"}, expect=(200,)
+        )
+        return body
 
     def _call(
         self,
