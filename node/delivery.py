@@ -109,11 +109,6 @@ def _load_due(runtime: NodeRuntime, row_ids: list[int]) -> list[_Due]:
         return [_Due(o.id, o.destination, o.attempts, o.created_at, e.object_key, e.message_id) for o, e in rows]
 
 
-def deliver_one(runtime: NodeRuntime, row_id: int, clients: dict[str, AxisClient]) -> str:
-    """Try to hand one outbox row to its destination; return ``sent``, ``retry`` or ``dead``."""
-    return deliver_many(runtime, [row_id], clients)[row_id]
-
-
 def deliver_many(runtime: NodeRuntime, row_ids: list[int], clients: dict[str, AxisClient]) -> dict[int, str]:
     """Hand claimed outbox rows to their destinations, a batch per destination; ``sent``/``retry``/``dead`` each.
 

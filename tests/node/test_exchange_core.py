@@ -327,7 +327,7 @@ def test_unreachable_axis_means_retry_then_dead_letter_with_an_alert(
 
     from sqlalchemy import update
 
-    from node.delivery import claim_due, deliver_one
+    from node.delivery import claim_due, deliver_many
 
     dept = nodes["so-tai-chinh"]  # its axis is not running in this module: connections are refused
     result = send_document(dept, report("211"))
@@ -337,7 +337,7 @@ def test_unreachable_axis_means_retry_then_dead_letter_with_an_alert(
     assert row_id in claim_due(dept, 500)
     assert row_id not in claim_due(dept, 500), "a leased row is not handed out twice"
     clients: dict[str, object] = {}
-    assert deliver_one(dept, row_id, clients) == "retry"
+    assert deliver_many(dept, [row_id], clients)[row_id] == "retry"
     with dept.session() as s:
         row = s.get(OutboxRow, row_id)
         assert row is not None and row.attempts == 1 and row.state == "pending"
@@ -347,7 +347,7 @@ def test_unreachable_axis_means_retry_then_dead_letter_with_an_alert(
             update(OutboxRow).where(OutboxRow.id == row_id).values(created_at=datetime.now(UTC) - timedelta(days=3))
         )
     with caplog.at_level("ERROR"):
-        assert deliver_one(dept, row_id, clients) == "dead"
+        assert deliver_many(dept, [row_id], clients)[row_id] == "dead"
     assert "ALERT" in caplog.text and result.message_id in caplog.text
     with dept.session() as s:
         row = s.get(OutboxRow, row_id)
