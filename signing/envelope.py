@@ -42,7 +42,7 @@ from schemas import (
 )
 from signing._private import xmldsig
 from signing._private.certpath import CertificateCheck, check_certificate
-from signing._private.pathcache import PATH_CACHE_SECONDS, PathCache, per_store, reusable_until
+from signing._private.pathcache import PathCache, per_store, reusable_until
 from signing.errors import SignError
 from signing.report import (
     CertificateInfo,
@@ -852,8 +852,6 @@ def _has_only_nr(cert: x509.Certificate) -> bool:
 
 
 # --- certificate path validations, remembered briefly per trust store -----------------------------------
-
-_PATH_CACHE_SECONDS = PATH_CACHE_SECONDS
 
 
 class _PathCache(PathCache[CertificateCheck]):

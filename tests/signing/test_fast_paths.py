@@ -26,6 +26,7 @@ from node.samples import sample_monthly_report, sample_pdf
 from schemas import StatusCode, UnreadableXmlError, UnsafeXmlError, build_message, parse_xml_safely
 from signing._private import xmldsig
 from signing._private.images import handwriting_png, image_xobject, seal_png
+from signing._private.pathcache import PATH_CACHE_SECONDS
 from signing._private.pyhanko_signer import KeySigner
 from signing.envelope import sign_envelope, verify_envelope
 from signing.keys import SoftwareKey
@@ -332,7 +333,7 @@ def test_a_passed_path_is_reused_briefly(
     assert calls == [3]
     (entry,) = [e for e in envelope._path_cache(trust)._entries.values() if e.check.revocation]
     assert entry.until <= crl.next_update_utc
-    assert entry.until - entry.since <= dt.timedelta(seconds=envelope._PATH_CACHE_SECONDS)
+    assert entry.until - entry.since <= dt.timedelta(seconds=PATH_CACHE_SECONDS)
 
 
 def test_failures_are_validated_every_time(org_key: SoftKey, monkeypatch: pytest.MonkeyPatch) -> None:
