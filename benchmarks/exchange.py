@@ -101,6 +101,7 @@ def mandatory_work_floor(network: Any, pdf: bytes, rounds: int = 40) -> tuple[fl
     with both PDF signatures, then sign the 01 answer (recipient); verify the answer and add the trace (axis);
     verify it (sender). No HTTP, database, object store or audit log: the least any design that checks what
     this one checks must spend, so ``cores * 1000 / floor`` is a ceiling on envelopes/s."""
+    import node.receiving
     from node.config import load_settings
     from node.receiving import verify_received
     from node.runtime import NodeRuntime
@@ -120,12 +121,24 @@ def mandatory_work_floor(network: Any, pdf: bytes, rounds: int = 40) -> tuple[fl
     assert seal is not None
     options = PdfSignOptions(role=SignatureRole.ORGANISATION, organisation_name=organ.organ_name)
 
+    # The recipient's PDF checks are timed inside the node's own verify_received (its verify_pdf is wrapped),
+    # so the part pyHanko does can be told from the envelope's.
+    product_verify_pdf = node.receiving.verify_pdf
+    pdf_seconds = [0.0]
+
+    def timed_verify_pdf(*args: Any, **kwargs: Any) -> Any:
+        started = time.process_time()
+        try:
+            return product_verify_pdf(*args, **kwargs)
+        finally:
+            pdf_seconds[0] += time.process_time() - started
+
     def one(n: int, steps: dict[str, list[float]]) -> None:
         clock = [time.process_time()]
 
-        def step(name: str) -> None:
+        def step(name: str, minus: float = 0.0) -> None:
             clock.append(time.process_time())
-            steps.setdefault(name, []).append(clock[-1] - clock[-2])
+            steps.setdefault(name, []).append(clock[-1] - clock[-2] - minus)
 
         message = sample_monthly_report(sender=organ, recipients=(MINISTRY,), code_number=f"f{n}")
         sealed = message.attachments[0].model_copy(update={"data": sign_pdf(pdf, seal, options)})
@@ -137,10 +150,13 @@ def mandatory_work_floor(network: Any, pdf: bytes, rounds: int = 40) -> tuple[fl
         step("axis_verify_envelope")
         routed = append_trace_header(signed, hop)
         step("axis_add_trace")
+        pdf_seconds[0] = 0.0
         received = verify_received(recipient, routed)
         assert received.report.exit_code == 0
         assert received.message is not None
-        step("recipient_verify_envelope_and_pdf")
+        assert pdf_seconds[0] > 0, "the recipient did not verify the PDF signatures"
+        step("recipient_verify_envelope", minus=pdf_seconds[0])
+        steps.setdefault("recipient_verify_pdf_signatures", []).append(pdf_seconds[0])
         answer = status_message(
             recipient,
             MINISTRY.organ_id,
@@ -157,6 +173,7 @@ def mandatory_work_floor(network: Any, pdf: bytes, rounds: int = 40) -> tuple[fl
         assert verify_received(sender, routed_answer).report.exit_code == 0
         step("sender_verify_01")
 
+    node.receiving.verify_pdf = timed_verify_pdf  # type: ignore[assignment]
     try:
         for n in range(3):  # warm: keys, paths, revocation data, as a running node has them
             one(n, {})
@@ -167,6 +184,7 @@ def mandatory_work_floor(network: Any, pdf: bytes, rounds: int = 40) -> tuple[fl
         medians = {name: round(statistics.median(values) * 1000, 2) for name, values in steps.items()}
         return statistics.median(totals) * 1000, medians
     finally:
+        node.receiving.verify_pdf = product_verify_pdf  # type: ignore[assignment]
         for runtime in runtimes.values():
             runtime.engine.dispose()
 
@@ -317,6 +335,18 @@ def main() -> None:
         f"{results['ceiling_envelopes_per_s']:.0f} envelopes/s on {cores} cores with nothing else done"
     )
     print("  " + ", ".join(f"{name} {ms:.1f}" for name, ms in floor_steps.items()))
+    # What the target allows per envelope, against what the PDF library the project must use spends alone.
+    budget = cores * 1000 / TARGET
+    pdf_library = floor_steps["sender_seal_pdf"] + floor_steps["recipient_verify_pdf_signatures"]
+    spent = sum(results[f"senders_1_cpu_ms_{role}"] for role in ("sender", "axis", "recipient"))
+    results["target_budget_cpu_ms_per_envelope"] = round(budget, 2)
+    results["floor_pdf_library_cpu_ms"] = round(pdf_library, 2)
+    results["senders_1_cpu_ms_total"] = round(spent, 2)
+    print(
+        f"the target allows {budget:.1f} ms of CPU per envelope on {cores} cores for the whole route; pyHanko's "
+        f"PDF work alone (seal, verify both signatures) takes {pdf_library:.1f} ms of it, leaving "
+        f"{budget - pdf_library:.1f} ms for everything else, which takes {spent - pdf_library:.1f} ms today"
+    )
     best = max(results["senders_1_envelopes_per_s"], results["senders_4_envelopes_per_s"])
     results["best_envelopes_per_s"] = best
     results["best_vs_raw_rsa"] = round(best / raw, 4)

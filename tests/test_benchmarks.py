@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from typing import Any
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -111,7 +114,15 @@ def test_exchange_benchmark_prints_one_json_object_last() -> None:
     assert isinstance(result["target_met"], bool)
     # The floor is the sum of its measured steps (medians of each, so not exactly), every one of them real work.
     steps = result["floor_steps_cpu_ms"]
-    assert len(steps) == 8
+    assert len(steps) == 9
+    # The PDF library's share is two of those steps, and the budget is what the target leaves per envelope.
+    assert 0 < result["floor_pdf_library_cpu_ms"] < result["floor_cpu_ms_per_envelope"]
+    assert result["floor_pdf_library_cpu_ms"] == pytest.approx(
+        steps["sender_seal_pdf"] + steps["recipient_verify_pdf_signatures"], abs=0.02
+    )
+    assert result["target_budget_cpu_ms_per_envelope"] == pytest.approx(
+        (os.cpu_count() or 1) * 1000 / result["target_envelopes_per_s"]
+    )
     assert all(ms > 0 for ms in steps.values())
     assert 0.5 < sum(steps.values()) / result["floor_cpu_ms_per_envelope"] < 2
     assert result["senders_4_machine_busy_pct"] <= 100
