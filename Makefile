@@ -28,7 +28,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed-dev
-	$(BIN)/mypy node signing schemas storage adapters
+	$(BIN)/mypy node signing schemas storage adapters benchmarks
 
 system-deps:
 	@scripts/system-deps.sh

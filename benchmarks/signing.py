@@ -247,7 +247,8 @@ def naive_sign(pki: Pki, pdf: bytes) -> bytes:
         pyhanko_signers.PdfSignatureMetadata(field_name="Sig1"),
         signer=signer,
     )
-    return out.getvalue()
+    signed: bytes = out.getvalue()
+    return signed
 
 
 def profile(label: str, fn: Callable[[], object], *, calls: int, top: int = 30) -> str:
