@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -25,6 +27,21 @@ def _query(**filters: object):  # type: ignore[no-untyped-def]
         return ArchiveQuery(**{k: v for k, v in filters.items() if v is not None})  # type: ignore[arg-type]
     except ArchiveQueryError as e:
         raise _fail(str(e)) from None
+
+
+def _date(value: str | None, option: str) -> date | None:
+    """A date option as YYYY-MM-DD; a wrong one is named, with the ISO form of a dd/mm/yyyy date people type."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        pass
+    example = "2026-11-16"
+    if m := re.fullmatch(r"\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*", value):  # dd/mm/yyyy, as on paper
+        with contextlib.suppress(ValueError):
+            example = date(int(m[3]), int(m[2]), int(m[1])).isoformat()
+    raise _fail(f"{option} {value!r} is not a date: write it as YYYY-MM-DD, e.g. {example}")
 
 
 @app.command()
@@ -50,11 +67,6 @@ def search(
     """Search the archive, newest first."""
     from node.archive import search as run_search
 
-    try:
-        d_from = date.fromisoformat(date_from) if date_from else None
-        d_to = date.fromisoformat(date_to) if date_to else None
-    except ValueError as e:
-        raise _fail(f"bad date: {e}") from None
     query = _query(
         text=text,
         agency=agency,
@@ -67,8 +79,8 @@ def search(
         document_type=document_type,
         status=status,
         report_period=period,
-        date_from=d_from,
-        date_to=d_to,
+        date_from=_date(date_from, "--from"),
+        date_to=_date(date_to, "--to"),
         limit=limit,
         cursor=cursor,
     )

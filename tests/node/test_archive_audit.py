@@ -116,6 +116,15 @@ def test_search_finds_reports_by_words_without_accents_period_and_code(archive: 
     assert code == 1 and "period" in output
 
 
+def test_a_date_in_the_wrong_format_is_named_with_the_form_to_use(archive: Archive) -> None:
+    config = str(archive.ministry_config)
+    code, output = cli("archive", "search", "--config", config, "--from", "16/11/2026")
+    assert code == 1
+    assert "--from '16/11/2026' is not a date" in output and "YYYY-MM-DD, e.g. 2026-11-16" in output
+    code, output = cli("archive", "search", "--config", config, "--to", "2026-13-01")
+    assert code == 1 and "--to '2026-13-01' is not a date" in output
+
+
 def entry_id(archive: Archive, document_id: str) -> int:
     items = search(archive, "--document-id", document_id, "--direction", "in")["items"]
     assert isinstance(items, list) and len(items) == 1
