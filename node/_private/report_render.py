@@ -76,7 +76,8 @@ def render_signature(sig: SignatureReport) -> RenderableType:
         row(
             "Thu hồi",
             f"{ev.kind.upper()}: {ev.status} for serial {ev.certificate_serial}"
-            + (f", issued {ev.issued_at:%Y-%m-%d %H:%M}" if ev.issued_at else ""),
+            + (f", revoked {_ict(ev.revoked_at)}" if ev.revoked_at else "")
+            + (f", issued {_ict(ev.issued_at)}" if ev.issued_at else ""),
         )
     for rev in sig.revisions_after:
         mark = "allowed" if rev.allowed else "NOT allowed"

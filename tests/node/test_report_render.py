@@ -50,3 +50,33 @@ def test_a_message_shown_by_edxml_show_cannot_reverse_or_break_its_lines() -> No
     shown = out.getvalue()
     assert "\u202e" not in shown and "\\u202e" in shown
     assert "\\nTrạng thái: ĐÃ DUYỆT" in shown  # on the subject's own line, not a line of its own
+
+
+def test_revocation_evidence_is_dated_in_vietnam_time_with_the_revocation_moment() -> None:
+    """Every other time in the report is Vietnam time with its offset; the OCSP/CRL times were UTC without
+    one (a response issued at 21:06 in Hà Nội read "14:06"), and a revoked certificate did not say since when."""
+    from signing.report import RevocationEvidence
+
+    revoked = SignatureReport(
+        id="envelope",
+        format="XAdES",
+        indication=Indication.TOTAL_FAILED,
+        sub_indication=SubIndication.REVOKED,
+        revocation=(
+            RevocationEvidence(
+                kind="ocsp",
+                certificate_serial="54de",
+                status="revoked",
+                issued_at=datetime(2026, 11, 23, 14, 6, 50, tzinfo=UTC),
+                revoked_at=datetime(2026, 11, 20, 2, 0, tzinfo=UTC),
+            ),
+        ),
+    )
+    report = VerificationReport(
+        document="x.edxml", document_sha256="0" * 64, kind="edxml", verified_at=datetime.now(UTC), signatures=(revoked,)
+    )
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(render_report(report))
+    shown = out.getvalue()
+    assert "issued 2026-11-23T21:06:50+07:00" in shown
+    assert "revoked 2026-11-20T09:00:00+07:00" in shown
