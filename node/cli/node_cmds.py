@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from node.errors import NodeError
+from signing.errors import SigningError
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -114,6 +115,8 @@ def send(
         result = send_document(runtime, message, client_key=idempotency_key, seal_pdfs=not no_seal)
     except NodeError as e:
         raise _fail(str(e)) from None
+    except SigningError as e:  # the seal's key, its passphrase, a PDF that cannot be sealed, the TSA
+        raise _fail(f"cannot seal and sign {spec}: {e}") from None
     finally:
         runtime.close()
     if as_json:
@@ -215,6 +218,8 @@ def _send_status(
         )
     except NodeError as e:
         raise _fail(str(e)) from None
+    except SigningError as e:  # the seal's key or its passphrase, the TSA
+        raise _fail(f"cannot sign the status: {e}") from None
     finally:
         runtime.close()
     out.print(f"Status {status_label(f'{code:02d}')} queued for {', '.join(result.recipients)}")

@@ -1,0 +1,114 @@
+"""``lienthong send``, ``status``, ``inbox`` and ``answer`` as a clerk types them, mistakes included.
+
+The commands work on a node's config and database directly, so no server runs here: what they queue stays
+queued. Each mistake must end with a message naming what is wrong, a non-zero exit and nothing half-done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from node.cli import app
+from node.config import load_settings
+from node.network import Network, write_network
+from node.runtime import NodeRuntime
+from storage.exchange import EnvelopeRow
+from tests.conftest import REPO
+from tests.node.exchange_network import ONE_AXIS, SENDER_AND_MINISTRY
+
+EXAMPLE = REPO / "docs" / "examples" / "monthly-report.yaml"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Network:
+    # nothing here reaches the PKI's responders: no timestamps, and nothing is verified
+    return write_network(
+        tmp_path_factory.mktemp("cli"),
+        ONE_AXIS,
+        SENDER_AND_MINISTRY,
+        pki_base_url="http://127.0.0.1:9",
+        timestamps=False,
+    )
+
+
+@pytest.fixture
+def department(network: Network) -> Path:
+    return network.node("so-tai-chinh").config
+
+
+def envelopes(config: Path) -> int:
+    runtime = NodeRuntime(load_settings(config))
+    try:
+        with runtime.session() as s:
+            return int(s.scalar(select(func.count()).select_from(EnvelopeRow)) or 0)
+    finally:
+        runtime.close()
+
+
+def spec_copy(directory: Path, number: str, pdf: bytes | None = None) -> Path:
+    """The example spec with its own number (a DocumentId of its own), the PDF next to it."""
+    spec = directory / f"bc-{number}.yaml"
+    spec.write_text(EXAMPLE.read_text(encoding="utf-8").replace('"245"', f'"{number}"'), encoding="utf-8")
+    (directory / "bao-cao-thang-10.pdf").write_bytes(
+        pdf if pdf is not None else (EXAMPLE.parent / "bao-cao-thang-10.pdf").read_bytes()
+    )
+    return spec
+
+
+def test_send_of_a_file_that_is_not_a_pdf_names_the_problem_and_queues_nothing(
+    department: Path, tmp_path: Path
+) -> None:
+    # the seal could not be added: a traceback ended the command, the clerk learnt nothing useful
+    spec = spec_copy(tmp_path, "901", pdf=b"Hello, this is a Word file renamed .pdf\n")
+    before = envelopes(department)
+    result = runner.invoke(app, ["send", str(spec), "--config", str(department)])
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert "error:" in result.output and "not a PDF" in result.output
+    assert envelopes(department) == before
+
+
+@pytest.fixture
+def misspelt_seal(department: Path) -> Iterator[Path]:
+    """The department's config with a typo in its seal's file name, beside the real one (same data)."""
+    config = yaml.safe_load(department.read_text(encoding="utf-8"))
+    seal = config["organisations"][0]["seal"]
+    seal["key"] = str(Path(seal["key"]).with_name("organisaton.p12"))
+    typo = department.with_name("typo.yaml")
+    typo.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    yield typo
+    typo.unlink()
+
+
+def test_send_with_a_misspelt_seal_file_in_the_config_names_the_file(
+    department: Path, misspelt_seal: Path, tmp_path: Path
+) -> None:
+    before = envelopes(department)
+    result = runner.invoke(app, ["send", str(spec_copy(tmp_path, "902")), "--config", str(misspelt_seal)])
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert "organisaton.p12" in result.output
+    assert envelopes(department) == before
+
+
+def test_recall_with_a_misspelt_seal_file_in_the_config_names_the_file(
+    department: Path, misspelt_seal: Path, tmp_path: Path
+) -> None:
+    sent = runner.invoke(app, ["send", str(spec_copy(tmp_path, "903")), "--config", str(department)])
+    assert sent.exit_code == 0, sent.output
+    before = envelopes(department)
+    result = runner.invoke(
+        app,
+        ["recall", "000.01.41.H41,2026/11/16,903/BC-STC", "--as", "000.01.41.H41", "--config", str(misspelt_seal)],
+    )
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert "organisaton.p12" in result.output
+    assert envelopes(department) == before
