@@ -13,13 +13,16 @@ import re
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from node.errors import NodeError
 from node.events import record_event
 from node.runtime import NodeRuntime
 from schemas import Message
@@ -222,33 +225,77 @@ class ExportResult:
     proofs: int
 
 
+class ExportError(NodeError, ValueError):
+    """An export cannot be made as asked (nothing selected, more than allowed, the destination exists)."""
+
+
+def _check_destination(target: Path) -> None:
+    """Refuse a destination that cannot be written before anything is read (an export can take long)."""
+    import os
+
+    if target.exists():
+        raise ExportError(f"{target} already exists: an export is written once, to a new path")
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folders missing are made when the export is written
+    if not folder.is_dir():
+        raise ExportError(f"cannot write {target}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot write {target}: no permission to write in {folder}")
+
+
+# Called as work goes on: what is being done, how much is done, out of how much.
+Progress = Callable[[str, int, int], None]
+
+
 def export(
-    runtime: NodeRuntime, query: ArchiveQuery, target: str, *, actor: str, max_entries: int = 10_000
+    runtime: NodeRuntime,
+    query: ArchiveQuery,
+    target: str,
+    *,
+    actor: str,
+    max_entries: int = 10_000,
+    progress: Progress | None = None,
 ) -> ExportResult:
     """Write the selected entries as a BagIt package with their reports, evidence and audit proofs.
 
     ``data/envelopes/`` holds the exact bytes, ``data/reports/`` the verification reports, ``data/evidence/``
-    the OCSP responses and CRLs, ``data/audit/`` the log's checkpoint, its verifier key and, for every event
-    that names an exported object, the event with its inclusion proof against that checkpoint.
-    """
-    from pathlib import Path
+    the OCSP responses and CRLs, ``data/entries/`` the index fields of each entry, ``data/audit/`` the log's
+    checkpoint, its verifier key and, for every event that names an exported object, the event with its
+    inclusion proof against that checkpoint.
 
+    Raises :class:`ExportError`, before anything is read or written, when the destination exists, when nothing
+    matches, or when more than ``max_entries`` match (an export for a court or an archive must not be silently
+    cut short).
+    """
     from node.audit import inclusion, publish_checkpoint
     from storage.bagit import AUDIT_DIR, BagFile, write_bag
 
+    _check_destination(Path(target))
+    report = progress or (lambda _what, _done, _total: None)
     index = ArchiveIndex(runtime.engine)
     entries: list[ArchiveEntry] = []
     page_query = query
     while True:
         page = index.search(page_query)
         entries.extend(page.items)
-        if page.next_cursor is None or len(entries) >= max_entries:
+        if page.next_cursor is None:
             break
+        if len(entries) > max_entries:
+            raise ExportError(
+                f"more than {max_entries:,} entries match: narrow the selection or raise the maximum (--max-entries)"
+            )
         page_query = ArchiveQuery(**{**query.__dict__, "cursor": page.next_cursor})
-    entries = entries[:max_entries]
+    if len(entries) > max_entries:
+        raise ExportError(
+            f"{len(entries):,} entries match, more than {max_entries:,}: narrow the selection or raise the maximum"
+            " (--max-entries)"
+        )
+    if not entries:
+        raise ExportError("no archive entry matches the selection: nothing to export")
     files: list[BagFile] = []
     wanted: set[str] = set()
-    for entry in entries:
+    for done, entry in enumerate(entries, 1):
         files.append(BagFile(f"envelopes/{entry.id}.edxml", runtime.objects.get(entry.object_key)))
         wanted.add(entry.object_key)
         if entry.report_key:
@@ -259,7 +306,17 @@ def export(
             if all(f.path != name for f in files):
                 files.append(BagFile(name, runtime.objects.get(key)))
         files.append(BagFile(f"entries/{entry.id}.json", json.dumps(entry.as_json(), ensure_ascii=False).encode()))
-    record_event(runtime, "archive.export", actor=actor, count=len(entries), unusual=_METER.add(actor, len(entries)))
+        report("entries read", done, len(entries))
+    filters = {k: v for k, v in query.__dict__.items() if v is not None and k not in ("cursor", "limit")}
+    record_event(
+        runtime,
+        "archive.export",
+        actor=actor,
+        count=len(entries),
+        unusual=_METER.add(actor, len(entries)),
+        filters=json.loads(json.dumps(filters, default=str)),
+        target=Path(target).name,
+    )
     checkpoint = publish_checkpoint(runtime)
     proofs = []
     for first in range(0, checkpoint.size, 4096):
@@ -267,6 +324,7 @@ def export(
             event = item.event()
             if any(event.get(k) in wanted for k in ("object", "report")):
                 proofs.append(inclusion(runtime, item.index, checkpoint.size))
+        report("audit events searched for proofs", min(checkpoint.size, first + 4096), checkpoint.size)
     audit = [
         BagFile(f"{AUDIT_DIR}/checkpoint.txt", checkpoint.note.encode()),
         BagFile(f"{AUDIT_DIR}/log-key.txt", (runtime.log_signer.verifier.vkey() + "\n").encode()),

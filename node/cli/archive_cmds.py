@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from node.cli.node_cmds import ConfigOption, JsonOption, _fail, _runtime, out
+from node.cli.node_cmds import ConfigOption, JsonOption, _fail, _runtime, err, out
 
 app = typer.Typer(help="The archive: search, get the exact bytes, re-verify, export as BagIt.", no_args_is_help=True)
 ACTOR = "cli"
@@ -175,27 +175,77 @@ def verify(
     raise typer.Exit(result.report.exit_code)
 
 
+class _Progress:
+    """Progress of long work on stderr: a line at most every two seconds, and one when each stage ends."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._last = time.monotonic()  # quick work prints only its totals
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if done < total and now - self._last < 2:
+            return
+        self._last = now
+        err.print(f"  {what}: {done:,}/{total:,}", highlight=False)
+
+
 @app.command()
 def export(
-    target: Annotated[Path, typer.Argument(help="A directory, or a file ending in .zip.")],
+    target: Annotated[Path, typer.Argument(help="A new directory, or a new file ending in .zip (never replaced).")],
     config: ConfigOption = None,
-    text: Annotated[str | None, typer.Option("--text", "-t")] = None,
-    agency: Annotated[str | None, typer.Option()] = None,
-    sender: Annotated[str | None, typer.Option()] = None,
-    document_id: Annotated[str | None, typer.Option("--document-id")] = None,
-    period: Annotated[str | None, typer.Option()] = None,
-    kind: Annotated[str | None, typer.Option()] = None,
-    max_entries: Annotated[int, typer.Option(min=1)] = 10_000,
+    text: Annotated[str | None, typer.Option("--text", "-t", help="Words of the subject (accents optional).")] = None,
+    agency: Annotated[str | None, typer.Option(help="The organisation of this node concerned.")] = None,
+    sender: Annotated[str | None, typer.Option(help="The sending organisation's code.")] = None,
+    recipient: Annotated[str | None, typer.Option(help="A recipient organisation's code.")] = None,
+    direction: Annotated[str | None, typer.Option(help="in, out or transit.")] = None,
+    kind: Annotated[str | None, typer.Option(help="document or status.")] = None,
+    document_id: Annotated[str | None, typer.Option("--document-id", help="The edXML DocumentId, exactly.")] = None,
+    code: Annotated[str | None, typer.Option(help="Số/ký hiệu, e.g. 245/BC-STC.")] = None,
+    document_type: Annotated[str | None, typer.Option("--type", help="e.g. Báo cáo.")] = None,
+    status: Annotated[str | None, typer.Option(help="Latest status code, e.g. 06.")] = None,
+    period: Annotated[str | None, typer.Option(help="Report period: 2026, 2026-10, 2026-Q3, 2026-H1.")] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD (promulgation date).")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD.")] = None,
+    max_entries: Annotated[
+        int, typer.Option(min=1, help="Refuse, rather than cut short, a selection of more entries.")
+    ] = 10_000,
 ) -> None:
-    """Export a selection as a BagIt package (RFC 8493) with reports, evidence and audit proofs."""
+    """Export a selection as a BagIt package (RFC 8493) with reports, evidence and audit proofs.
+
+    Takes the filters of `search`; check the selection with `search` first.
+    """
+    from node.archive import ExportError
     from node.archive import export as run_export
+    from storage.errors import StorageError
 
     query = _query(
-        text=text, agency=agency, sender=sender, document_id=document_id, report_period=period, kind=kind, limit=500
+        text=text,
+        agency=agency,
+        sender=sender,
+        recipient=recipient,
+        direction=direction,
+        kind=kind,
+        document_id=document_id,
+        code=code,
+        document_type=document_type,
+        status=status,
+        report_period=period,
+        date_from=_date(date_from, "--from"),
+        date_to=_date(date_to, "--to"),
+        limit=500,
     )
     runtime = _runtime(config)
     try:
-        result = run_export(runtime, query, str(target), actor=ACTOR, max_entries=max_entries)
+        result = run_export(runtime, query, str(target), actor=ACTOR, max_entries=max_entries, progress=_Progress())
+    except (ExportError, StorageError) as e:
+        raise _fail(str(e)) from None
+    except OSError as e:
+        where = f" ({e.filename}: {e.strerror})" if e.filename and e.strerror else f": {e}"
+        raise _fail(f"cannot write {target}{where}") from None
     finally:
         runtime.close()
     out.print(f"wrote {result.path}: {result.entries} entries, {result.files} files, {result.proofs} audit proofs")

@@ -188,6 +188,38 @@ def test_export_is_a_valid_bag_with_proofs_that_verify(archive: Archive, tmp_pat
         )
 
 
+def test_export_takes_the_search_filters_and_shows_its_progress(archive: Archive, tmp_path: Path) -> None:
+    target = tmp_path / "one"
+    code, output = cli(
+        "archive", "export", str(target), "--config", str(archive.ministry_config), "--code", "402 / bc-stc",
+        "--direction", "in", "--from", "2020-01-01", "--to", "2099-12-31",
+    )  # fmt: skip
+    assert code == 0, output
+    assert verify_bag(target) == []
+    assert [p.name for p in (target / "data" / "envelopes").iterdir()] == [
+        f"{entry_id(archive, archive.documents[1])}.edxml"
+    ]
+    assert "entries read: 1/1" in output and "audit events searched for proofs" in output
+
+
+def test_export_refuses_clearly_what_it_cannot_do_and_writes_nothing(archive: Archive, tmp_path: Path) -> None:
+    config = str(archive.ministry_config)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    code, output = cli("archive", "export", str(existing), "--config", config, "--text", "ngan sach")
+    assert code == 1 and "already exists" in output and "Traceback" not in output
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    code, output = cli("archive", "export", str(not_a_folder / "x.zip"), "--config", config)
+    assert code == 1 and f"{not_a_folder} is not a directory" in output
+    code, output = cli("archive", "export", str(tmp_path / "none.zip"), "--config", config, "--text", "khong co gi")
+    assert code == 1 and "no archive entry matches" in output
+    # more entries than allowed: refused, not silently cut short
+    code, output = cli("archive", "export", str(tmp_path / "cut.zip"), "--config", config, "--max-entries", "2")
+    assert code == 1 and "more than 2" in output and "--max-entries" in output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing", "file"]
+
+
 def test_every_archive_read_is_an_audit_event(archive: Archive) -> None:
     search(archive, "--text", "ngan sach")
     code, output = cli(
