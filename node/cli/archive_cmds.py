@@ -140,9 +140,12 @@ def get(
         runtime.close()
     if output is None:
         sys.stdout.buffer.write(data)
-    else:
+        return
+    try:
         output.write_bytes(data)
-        out.print(f"wrote {output} ({len(data):,} bytes)")
+    except OSError as e:
+        raise _fail(f"cannot write {output}: {e.strerror or e}") from None
+    out.print(f"wrote {output} ({len(data):,} bytes)")
 
 
 @app.command()

@@ -152,6 +152,14 @@ def test_get_returns_the_exact_stored_bytes(archive: Archive, tmp_path: Path) ->
     assert cli("archive", "get", "999999", "--config", str(archive.ministry_config))[0] == 1
 
 
+def test_get_to_a_path_that_cannot_be_written_says_so(archive: Archive, tmp_path: Path) -> None:
+    ident = entry_id(archive, archive.documents[0])
+    target = tmp_path / "missing-folder" / "copy.edxml"
+    code, output = cli("archive", "get", str(ident), "--config", str(archive.ministry_config), "-o", str(target))
+    assert code == 1, output
+    assert f"cannot write {target}: No such file or directory" in output
+
+
 def test_reverification_as_of_archiving_uses_the_stored_evidence_offline(archive: Archive) -> None:
     ident = entry_id(archive, archive.documents[1])
     code, output = cli(
