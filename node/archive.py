@@ -69,9 +69,14 @@ def archive_envelope(
     verified: str = "",
     report_key: str | None = None,
     evidence_keys: tuple[str, ...] = (),
+    updates_status: bool = True,
     session: Session | None = None,
 ) -> int:
-    """Index one stored envelope copy; its archive entry id. With ``session``, inside its transaction."""
+    """Index one stored envelope copy; its archive entry id. With ``session``, inside its transaction.
+
+    A status message also becomes its document's latest status unless ``updates_status`` is False: a status
+    that did not verify, or whose sender is no party of the document, is archived but changes nothing.
+    """
     from node.sending import describe
 
     fields = describe(message)
@@ -98,13 +103,15 @@ def archive_envelope(
     index = ArchiveIndex(runtime.engine)
     if session is None:
         with runtime.engine.begin() as conn:
-            return _index(index, conn, record, message, direction)
-    return _index(index, session.connection(), record, message, direction)
+            return _index(index, conn, record, message, direction, updates_status)
+    return _index(index, session.connection(), record, message, direction, updates_status)
 
 
-def _index(index: ArchiveIndex, conn: Connection, record: ArchiveRecord, message: Message, direction: str) -> int:
+def _index(
+    index: ArchiveIndex, conn: Connection, record: ArchiveRecord, message: Message, direction: str, updates_status: bool
+) -> int:
     entry_id = index.add_in(conn, [record])[0]
-    if message.kind == "status":
+    if message.kind == "status" and updates_status:
         # in: an answer about a document we sent (it is archived for its sender); out: our own answer about a
         # document we received (archived for us, the answering organisation)
         h = message.header

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("lienthong.events")
 
 # Events an auditor must notice: they are logged as warnings.
-NOTABLE = frozenset({"auth.failed", "envelope.refused", "message.refused", "delivery.dead", "verification.failed"})
+NOTABLE = frozenset(
+    {"auth.failed", "envelope.refused", "message.refused", "delivery.dead", "verification.failed", "status.unrelated"}
+)
 
 
 def log_safe(value: object) -> str:

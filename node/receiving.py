@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from node.archive import archive_envelope, store_evidence
 from node.errors import NotFoundError
 from node.events import record_event
 from node.routing import REFUSED_QUIRKS
 from node.runtime import NodeRuntime
-from node.sending import describe, document_code, queue_in, sign_message, status_message, status_row
-from schemas import StatusCode
+from node.sending import RECALL, describe, document_code, queue_in, sign_message, status_message, status_row
+from schemas import Message, StatusCode, StatusMessage
 from signing.envelope import EnvelopeVerification, envelope_message_id, verify_envelope
 from signing.errors import SignError
 from signing.pdf import verify_pdf
@@ -75,6 +76,10 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
         # Nothing signed can be read, so there is no sender to answer: the axis is told (ack "fail").
         record_event(runtime, "verification.failed", message_id=message_id, recipient=recipient, reasons=list(reasons))
         return ReceiveOutcome(None, "unknown", indication, reasons=reasons or ("the envelope cannot be read",))
+    # The axis's word on the recipient is believed only if the signed header agrees, as with the message id.
+    to = addressees(message)
+    if to is not None and recipient not in to:
+        return _misaddressed(runtime, message_id, message, recipient, to, indication)
 
     passed = report.exit_code == 0
     unsafe = [w for w, code in zip(result.warnings, result.warning_codes, strict=True) if code in REFUSED_QUIRKS]
@@ -98,6 +103,8 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
     evidence = store_evidence(runtime)
     try:
         with runtime.session() as s:
+            unrelated = _unrelated(s, message, recipient) if message.kind == "status" and passed else None
+            in_history = passed and unrelated is None
             row = EnvelopeRow(
                 direction="in",
                 message_id=message_id,
@@ -111,7 +118,7 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
             )
             s.add(row)
             s.flush()
-            if message.kind == "status" and passed:
+            if message.kind == "status" and in_history:
                 s.add(status_row(message, message_id, "in"))
             envelope_id = row.id
             archive_envelope(
@@ -125,6 +132,7 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
                 verified=indication,
                 report_key=report_ref.key,
                 evidence_keys=evidence,
+                updates_status=in_history,
                 session=s,
             )
             if answer is not None:
@@ -150,6 +158,9 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
                     recipient=recipient,
                     reasons=list(reasons),
                 )
+            if message.kind == "status" and unrelated is not None:
+                _record_unrelated(runtime, s, message, message_id, recipient, unrelated)
+                reasons = (unrelated, *reasons)
     except IntegrityError:
         # Another worker stored the same delivery between our check and our commit.
         again = _existing(runtime, message_id, recipient)
@@ -170,6 +181,91 @@ def _misnamed(runtime: NodeRuntime, claimed: str, actual: str | None, recipient:
     reason = f"the delivery names message {claimed} but the envelope is {actual or 'not a signed envelope'}"
     record_event(runtime, "verification.failed", message_id=claimed, recipient=recipient, reasons=[reason])
     return ReceiveOutcome(None, "unknown", "TOTAL_FAILED", reasons=(reason,))
+
+
+def addressees(message: Message) -> tuple[str, ...] | None:
+    """The organisations a signed message is addressed to; None for a recall (13), which names none: it goes
+    wherever its document went, so whether it is for us is decided by :func:`_unrelated`."""
+    if message.kind == "document":
+        return tuple(t.organ_id for t in message.header.to)
+    if message.header.status_code == RECALL:
+        return None
+    # any other status answers a document, and is for the organisation that sent that document
+    return (message.header.response_for.organ_id,)
+
+
+def _misaddressed(
+    runtime: NodeRuntime, message_id: str, message: Message, recipient: str, to: tuple[str, ...], indication: str
+) -> ReceiveOutcome:
+    """The axis delivers for ``recipient`` what its sender addressed to others: this node is no party to it, so
+    it neither keeps it nor answers it (a 01/02 from us would claim a document that was never ours)."""
+    reason = f"the envelope is addressed to {', '.join(to)}, not to {recipient}"
+    record_event(
+        runtime,
+        "verification.failed",
+        message_id=message_id,
+        recipient=recipient,
+        addressees=list(to),
+        reasons=[reason],
+    )
+    return ReceiveOutcome(None, message.kind, indication, reasons=(reason,))
+
+
+def _unrelated(s: Session, message: StatusMessage, recipient: str) -> str | None:
+    """Why the status's sender is no party of its document on this node, or None if it is one.
+
+    Only a recipient of a document reports on it to its sender, and only its sender recalls it from a recipient.
+    """
+    h = message.header
+    reporter, document = h.from_.organ_id, h.response_for
+    if h.status_code == RECALL:
+        held = s.scalars(
+            select(EnvelopeRow.id).where(
+                EnvelopeRow.direction == "in",
+                EnvelopeRow.kind == "document",
+                EnvelopeRow.document_id == document.document_id,
+                EnvelopeRow.recipient == recipient,
+                EnvelopeRow.sender == reporter,
+            )
+        ).first()
+        if held is None or document.organ_id != reporter:
+            return f"{recipient} received no document {document.document_id} from {reporter}, who recalls it"
+        return None
+    sent = s.scalars(
+        select(EnvelopeRow.recipients).where(
+            EnvelopeRow.direction == "out",
+            EnvelopeRow.kind == "document",
+            EnvelopeRow.document_id == document.document_id,
+            EnvelopeRow.sender == document.organ_id,
+        )
+    ).all()
+    if not any(reporter in to for to in sent):
+        return f"{document.organ_id} sent no document {document.document_id} to {reporter}, who reports on it"
+    return None
+
+
+def _record_unrelated(
+    runtime: NodeRuntime, s: Session, message: StatusMessage, message_id: str, recipient: str, reason: str
+) -> None:
+    """A validly signed status from an organisation that is no party of the document: received, but left out
+    of the document's status history and the archive's latest status, which only its parties may change.
+
+    Received rather than refused, as an eDelivery access point receipts a well-addressed, validly signed message
+    and leaves business checks to the application: it was addressed to us and its signature binds its sender to
+    it, so its bytes are the evidence an auditor needs (a "fail" acknowledgement would have the axis drop them),
+    and receiving it again changes nothing (it is a duplicate, not a new event)."""
+    h = message.header
+    record_event(
+        runtime,
+        "status.unrelated",
+        session=s,
+        message_id=message_id,
+        recipient=recipient,
+        sender=h.from_.organ_id,
+        document_id=h.response_for.document_id,
+        status_code=h.status_code.code,
+        reason=reason,
+    )
 
 
 def _existing(runtime: NodeRuntime, message_id: str, recipient: str) -> ReceiveOutcome | None:

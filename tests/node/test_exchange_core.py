@@ -425,3 +425,95 @@ def test_an_envelope_delivered_under_another_messages_id_is_refused_not_dropped_
     honest = receive_envelope(ministry, second_bytes, message_id=second.message_id, recipient=MINISTRY.organ_id)
     assert honest.accepted and not honest.duplicate
     assert count(ministry, EnvelopeRow, message_id=second.message_id, direction="in") == 1
+
+
+def events_of(runtime: NodeRuntime, event_type: str, message_id: str) -> list[dict[str, object]]:
+    entries = (e.event() for e in runtime.audit.entries(0, runtime.audit.size()))
+    return [e for e in entries if e["type"] == event_type and e.get("message_id") == message_id]
+
+
+def signed_status(runtime: NodeRuntime, reporter: str, document_id: str, code: StatusCode) -> tuple[str, bytes]:
+    """A status ``reporter`` signs about ``document_id`` of the department, whether or not it ever received it:
+    what a misbehaving node could send (``send_status`` would refuse to)."""
+    from node.sending import sign_message, status_message
+
+    message = status_message(runtime, reporter, SENDER.organ_id, "", document_id, code, "không liên quan")
+    data = sign_message(runtime, reporter, message)
+    return envelope_message_id(data), data
+
+
+def test_an_envelope_handed_to_an_organisation_it_is_not_addressed_to_is_refused_unanswered(nodes: Nodes) -> None:
+    """The axis names the recipient; the signed To list must name it too, or the node is no party to it."""
+    dept, ministry, province = nodes["so-tai-chinh"], nodes["bo-tai-chinh"], nodes["ubnd-tinh"]
+    result = send_document(dept, report("241"))  # to the ministry only
+    final = relay(nodes, result.message_id, stored(dept, result.envelope_id))
+    outbox_before = count(province, OutboxRow)
+
+    outcome = receive_envelope(province, final, message_id=result.message_id, recipient=PROVINCE.organ_id)
+    assert not outcome.accepted and outcome.answered is None
+    assert PROVINCE.organ_id in outcome.reasons[0] and MINISTRY.organ_id in outcome.reasons[0]
+    assert count(province, EnvelopeRow, message_id=result.message_id) == 0
+    assert count(province, OutboxRow) == outbox_before, "no 01 or 02 is sent for someone else's document"
+    (failed,) = events_of(province, "verification.failed", result.message_id)
+    assert failed["recipient"] == PROVINCE.organ_id and failed["addressees"] == [MINISTRY.organ_id]
+    # delivered again, it is refused again, not taken for a duplicate
+    assert not receive_envelope(province, final, message_id=result.message_id, recipient=PROVINCE.organ_id).accepted
+
+    # a status is addressed to the organisation whose document it answers: the department, not the province
+    assert receive_envelope(ministry, final, message_id=result.message_id, recipient=MINISTRY.organ_id).accepted
+    done = send_status(ministry, document_id=result.document_id, reporter=MINISTRY.organ_id, code=StatusCode.DONE)
+    status_bytes = stored(ministry, done.envelope_id)
+    misrouted = receive_envelope(province, status_bytes, message_id=done.message_id, recipient=PROVINCE.organ_id)
+    assert not misrouted.accepted
+    assert count(province, EnvelopeRow, message_id=done.message_id) == 0
+    assert count(province, StatusRow, document_id=result.document_id) == 0
+    # and to the department it is received as before
+    assert receive_envelope(dept, status_bytes, message_id=done.message_id, recipient=SENDER.organ_id).accepted
+    assert count(dept, StatusRow, message_id=done.message_id) == 1
+
+
+def test_a_status_from_an_organisation_that_is_no_party_is_kept_as_evidence_but_not_in_the_history(
+    nodes: Nodes,
+) -> None:
+    """Only the document's recipients report on it to its sender, and only its sender recalls it."""
+    from storage.archive import ArchiveIndex, ArchiveQuery
+
+    dept, ministry, home = nodes["so-tai-chinh"], nodes["bo-tai-chinh"], nodes["bo-noi-vu"]
+    result = send_document(dept, report("242"))  # to the ministry only
+    final = relay(nodes, result.message_id, stored(dept, result.envelope_id))
+    assert receive_envelope(ministry, final, message_id=result.message_id, recipient=MINISTRY.organ_id).accepted
+
+    # the Ministry of Home Affairs never received it, yet signs "done" about it, addressed to the department
+    message_id, data = signed_status(home, HOME_AFFAIRS.organ_id, result.document_id, StatusCode.DONE)
+    outcome = receive_envelope(dept, data, message_id=message_id, recipient=SENDER.organ_id)
+    assert outcome.accepted and outcome.indication == "TOTAL_PASSED"  # validly signed: its bytes are evidence
+    assert count(dept, EnvelopeRow, message_id=message_id, direction="in") == 1
+    assert count(dept, StatusRow, document_id=result.document_id, reporter=HOME_AFFAIRS.organ_id) == 0
+    (unrelated,) = events_of(dept, "status.unrelated", message_id)
+    assert unrelated["sender"] == HOME_AFFAIRS.organ_id and unrelated["document_id"] == result.document_id
+    (sent,) = ArchiveIndex(dept.engine).search(ArchiveQuery(document_id=result.document_id, kind="document")).items
+    assert sent.latest_status != "06", "the archive's latest status follows the history"
+    again = receive_envelope(dept, data, message_id=message_id, recipient=SENDER.organ_id)
+    assert again.duplicate and len(events_of(dept, "status.unrelated", message_id)) == 1
+
+    # a recall of the department's document that does not come from the department
+    message_id, data = signed_status(home, HOME_AFFAIRS.organ_id, result.document_id, StatusCode.RECALL_REQUESTED)
+    forged = receive_envelope(ministry, data, message_id=message_id, recipient=MINISTRY.organ_id)
+    assert forged.accepted and forged.answered is None
+    assert count(ministry, StatusRow, document_id=result.document_id, direction="in") == 0  # its own 01 only
+    assert len(events_of(ministry, "status.unrelated", message_id)) == 1
+
+    # the parties' own statuses are recorded: the ministry's 06 at the department, the department's 13 at the ministry
+    done = send_status(ministry, document_id=result.document_id, reporter=MINISTRY.organ_id, code=StatusCode.DONE)
+    receive_envelope(dept, stored(ministry, done.envelope_id), message_id=done.message_id, recipient=SENDER.organ_id)
+    assert count(dept, StatusRow, document_id=result.document_id, reporter=MINISTRY.organ_id, direction="in") == 1
+    recall = send_status(
+        dept, document_id=result.document_id, reporter=SENDER.organ_id, code=StatusCode.RECALL_REQUESTED
+    )
+    received = receive_envelope(
+        ministry, stored(dept, recall.envelope_id), message_id=recall.message_id, recipient=MINISTRY.organ_id
+    )
+    assert received.accepted and not events_of(ministry, "status.unrelated", recall.message_id)
+    assert count(ministry, StatusRow, document_id=result.document_id, status_code="13", direction="in") == 1
+    # and the ministry may answer the recall
+    send_status(ministry, document_id=result.document_id, reporter=MINISTRY.organ_id, code=StatusCode.RECALL_AGREED)
