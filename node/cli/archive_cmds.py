@@ -6,7 +6,7 @@ import contextlib
 import json
 import re
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -172,10 +172,25 @@ def verify(
     if as_json:
         sys.stdout.write(result.report.model_dump_json() + "\n")
     else:
-        when = f"as of {result.at.isoformat()} (stored evidence)" if result.at else "now"
+        when = f"as of {_vietnam(result.at)} (stored evidence)" if result.at else "now"
         out.print(f"Archive entry {entry_id}, verified {when}:")
         out.print(render_report(result.report))
+        out.print(_then_and_now(result.entry.verified, result.entry.archived_at, result.report.indication.value))
     raise typer.Exit(result.report.exit_code)
+
+
+def _vietnam(moment: datetime) -> str:
+    from schemas import VIETNAM_TIME
+
+    return moment.astimezone(VIETNAM_TIME).isoformat(timespec="seconds")
+
+
+def _then_and_now(then: str, archived_at: datetime, now: str) -> str:
+    """The indication recorded when the entry was archived beside today's, so a change cannot go unnoticed."""
+    if not then:
+        return f"When archived ({_vietnam(archived_at)}): not verified (this node sent it); this time: {now}"
+    line = f"When archived ({_vietnam(archived_at)}): {then}; this time: {now}"
+    return line + (" (unchanged)" if then == now else " [bold yellow](CHANGED since archiving)[/]")
 
 
 class _Progress:

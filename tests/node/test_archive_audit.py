@@ -174,6 +174,17 @@ def test_reverification_as_of_archiving_uses_the_stored_evidence_offline(archive
     assert code != 0
 
 
+def test_reverification_shows_how_the_entry_verified_when_archived(archive: Archive) -> None:
+    ident = entry_id(archive, archive.documents[2])
+    config = str(archive.ministry_config)
+    code, output = cli("archive", "verify", str(ident), "--config", config, "--at-original-time")
+    assert code == 0, output
+    assert "When archived (" in output and "TOTAL_PASSED; this time: TOTAL_PASSED (unchanged)" in output
+    code, output = cli("archive", "verify", str(ident), "--config", config)  # revocation cannot be checked now
+    assert code != 0
+    assert "When archived (" in output and "CHANGED since archiving" in output
+
+
 def test_export_is_a_valid_bag_with_proofs_that_verify(archive: Archive, tmp_path: Path) -> None:
     target = tmp_path / "export.zip"
     code, output = cli(
