@@ -19,9 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lienthong.events")
 
 # Events an auditor must notice: they are logged as warnings.
-NOTABLE = frozenset(
-    {"auth.failed", "envelope.refused", "message.refused", "delivery.dead", "verification.failed", "status.unrelated"}
-)
+NOTABLE = frozenset({"auth.failed", "envelope.refused", "delivery.dead", "verification.failed", "status.unrelated"})
 
 
 def log_safe(value: object) -> str:
