@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -132,26 +133,119 @@ def status(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The status history of a document, per organisation (lịch sử trạng thái)."""
+    """The status history of a document, per organisation (lịch sử trạng thái), and how its sending went.
+
+    Exit 1 when this node has no such document, or when no copy of it could be delivered to the axis.
+    """
     from node.api import status_history
 
     runtime = _runtime(config)
     try:
         history = status_history(runtime, document_id)
+        sent = _sent_copies(runtime, document_id)
+        known = bool(history or sent) or _received(runtime, document_id)
     finally:
         runtime.close()
+    # the clerk must learn that the axis refused it (or it never left): the recipients will never answer
+    undelivered = bool(sent) and all(copy["state"] == "dead" for copy in sent)
     if as_json:
-        sys.stdout.write(json.dumps({"document_id": document_id, "history": history}, ensure_ascii=False) + "\n")
-        return
-    if not history:
-        out.print(f"No status is known for {document_id} yet.")
-        return
-    table = Table(title=f"Statuses of {document_id}", title_justify="left")
-    for column in ("when", "organisation", "status", "description"):
-        table.add_column(column)
-    for item in history:
-        table.add_row(item["stated_at"], item["reporter"], status_label(item["code"]), item["description"])
-    out.print(table)
+        payload = {"document_id": document_id, "history": history, "sent": sent}
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    elif not known:
+        raise _fail(
+            f"this node has neither sent nor received a document {document_id}; check the DocumentId "
+            "(`lienthong inbox` lists what arrived)"
+        )
+    else:
+        for copy in sent:
+            out.print(_sending_line(copy))
+        if not history:
+            out.print(f"No status is known for {document_id} yet.")
+        else:
+            table = Table(title=f"Statuses of {document_id}", title_justify="left")
+            table.add_column("when (ICT)", no_wrap=True)
+            table.add_column("organisation", no_wrap=True)
+            table.add_column("status")
+            table.add_column("description")
+            for item in history:
+                table.add_row(
+                    _local_time(item["stated_at"]), item["reporter"], status_label(item["code"]), item["description"]
+                )
+            out.print(table)
+    if not known or undelivered:
+        raise typer.Exit(1)
+
+
+def _sent_copies(runtime, document_id: str) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    """Every envelope of this document this node sent, with the state of its delivery to the next hop."""
+    from sqlalchemy import select
+
+    from storage.exchange import EnvelopeRow, OutboxRow
+
+    with runtime.session() as s:
+        rows = s.execute(
+            select(EnvelopeRow, OutboxRow)
+            .join(OutboxRow, OutboxRow.envelope_id == EnvelopeRow.id)
+            .where(
+                EnvelopeRow.direction == "out",
+                EnvelopeRow.kind == "document",
+                EnvelopeRow.document_id == document_id,
+            )
+            .order_by(EnvelopeRow.id, OutboxRow.id)
+        ).all()
+        return [
+            {
+                "message_id": envelope.message_id,
+                "to": outbox.destination,
+                "state": outbox.state,  # pending | done | dead
+                "attempts": outbox.attempts,
+                "queued_at": _local_time(outbox.created_at),
+                "delivered_at": _local_time(outbox.done_at) if outbox.done_at else None,
+                "last_error": outbox.last_error,
+            }
+            for envelope, outbox in rows
+        ]
+
+
+def _received(runtime, document_id: str) -> bool:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from storage.exchange import EnvelopeRow
+
+    with runtime.session() as s:
+        return (
+            s.scalars(select(EnvelopeRow.id).where(EnvelopeRow.document_id == document_id).limit(1)).first() is not None
+        )
+
+
+def _sending_line(copy: dict[str, object]) -> Text:
+    message = f"message {str(copy['message_id'])[:16]}"
+    if copy["state"] == "done":
+        return Text(f"Sent: {message} was delivered to {copy['to']} at {copy['delivered_at']}.")
+    if copy["state"] == "dead":
+        return Text.assemble(
+            ("NOT DELIVERED: ", "bold red"),
+            f"{message} was refused or could not be delivered (to {copy['to']}, {copy['attempts']} attempt(s)): "
+            f"{copy['last_error']}. Nothing reached the recipients; correct the document and send it again.",
+        )
+    if not copy["attempts"]:
+        return Text(
+            f"Waiting: {message} is queued for {copy['to']} since {copy['queued_at']}; "
+            "the running node sends it (is `lienthong serve` running for this node?)."
+        )
+    return Text(
+        f"Retrying: {message} is not yet delivered to {copy['to']} after {copy['attempts']} attempt(s); "
+        f"last error: {copy['last_error']}"
+    )
+
+
+def _local_time(moment: datetime | str) -> str:
+    """Vietnam time to the second, short enough for a table column: 2026-11-16 09:30:00."""
+    from schemas import VIETNAM_TIME
+
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.astimezone(VIETNAM_TIME).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def status_label(code: str) -> str:

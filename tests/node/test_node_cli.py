@@ -6,6 +6,7 @@ queued. Each mistake must end with a message naming what is wrong, a non-zero ex
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,3 +113,49 @@ def test_recall_with_a_misspelt_seal_file_in_the_config_names_the_file(
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
     assert "organisaton.p12" in result.output
     assert envelopes(department) == before
+
+
+def test_status_of_a_document_this_node_never_saw_says_so_and_fails(department: Path) -> None:
+    # it said "No status is known for … yet." and exit 0: a mistyped DocumentId looked like a slow recipient
+    result = runner.invoke(app, ["status", "000.01.41.H41,2026/11/16,0245/BC-STC", "--config", str(department)])
+    assert result.exit_code == 1, result.output
+    assert "neither sent nor received" in result.output and "0245/BC-STC" in result.output
+
+
+def test_status_of_a_queued_document_says_it_waits_for_the_node(department: Path, tmp_path: Path) -> None:
+    sent = runner.invoke(app, ["send", str(spec_copy(tmp_path, "904")), "--config", str(department)])
+    assert sent.exit_code == 0, sent.output
+    result = runner.invoke(app, ["status", "000.01.41.H41,2026/11/16,904/BC-STC", "--config", str(department)])
+    assert result.exit_code == 0, result.output
+    assert "Waiting:" in result.output and "queued for truc" in result.output
+    assert "lienthong serve" in result.output
+
+
+def test_status_of_a_document_the_axis_refused_shows_why_and_fails(department: Path, tmp_path: Path) -> None:
+    # the axis refused it (an unknown recipient): only the node's log said so, the clerk saw "no status yet"
+    from sqlalchemy import update
+
+    from storage.exchange import OutboxRow
+
+    sent = runner.invoke(app, ["send", str(spec_copy(tmp_path, "905")), "--config", str(department), "--json"])
+    assert sent.exit_code == 0, sent.output
+    envelope_id = json.loads(sent.stdout)["envelope_id"]
+    why = "HTTP 422: Unknown recipient — no node is registered for 000.00.00.G99"
+    runtime = NodeRuntime(load_settings(department))
+    try:
+        with runtime.session() as s:
+            s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.envelope_id == envelope_id)
+                .values(state="dead", attempts=1, last_error=why)
+            )
+    finally:
+        runtime.close()
+    document_id = "000.01.41.H41,2026/11/16,905/BC-STC"
+    result = runner.invoke(app, ["status", document_id, "--config", str(department)])
+    assert result.exit_code == 1, result.output
+    assert "NOT DELIVERED" in result.output and why in result.output
+    as_json = runner.invoke(app, ["status", document_id, "--config", str(department), "--json"])
+    assert as_json.exit_code == 1
+    (copy,) = json.loads(as_json.stdout)["sent"]
+    assert copy["state"] == "dead" and copy["last_error"] == why
