@@ -39,9 +39,17 @@ def verify(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             f"{result.objects:,} archived objects re-hashed"
         )
     else:
-        out.print(f"[red]✘ TAMPERED[/]: first bad entry {result.first_bad_index}")
+        if result.first_bad_index is not None:
+            first = f"first bad entry {result.first_bad_index}"
+        elif result.first_bad_checkpoint is not None:
+            first = f"first bad checkpoint #{result.first_bad_checkpoint}"
+        else:
+            first = "see below"
+        out.print(f"[red]✘ TAMPERED[/]: {first}")
         for problem in result.problems[:20]:
-            out.print(f"  - {problem}")
+            out.print(f"  - {problem}", highlight=False)
+        if len(result.problems) > 20:
+            out.print(f"  … and {len(result.problems) - 20} more (--json lists them all)")
     if not result.ok:
         raise typer.Exit(1)
 

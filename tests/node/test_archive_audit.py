@@ -345,3 +345,16 @@ def test_audit_verify_names_the_first_bad_index_for_every_kind_of_tampering(
     assert code == 1, output
     result = json.loads(output.strip().splitlines()[-1])
     assert result["first_bad_index"] == target, result["problems"]
+
+
+def test_a_rewritten_checkpoint_row_is_named_by_its_id(archive: Archive, tmp_path: Path) -> None:
+    config = _copy_node(archive, tmp_path)
+    assert cli("audit", "checkpoint", "--config", str(config))[0] == 0
+    db = sqlite3.connect(config.parent / "node.db")
+    (last,) = db.execute("SELECT max(id) FROM audit_checkpoints").fetchone()
+    db.execute("UPDATE audit_checkpoints SET size = size - 1 WHERE id = ?", (last,))
+    db.commit()
+    db.close()
+    code, output = cli("audit", "verify", "--config", str(config))
+    assert code == 1
+    assert f"first bad checkpoint #{last}" in output and "None" not in output
