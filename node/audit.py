@@ -17,7 +17,8 @@ from typing import Any
 from node.events import NOTABLE
 from node.runtime import NodeRuntime
 from storage.auditlog import StoredCheckpoint, verify_log
-from storage.errors import StorageError
+from storage.checkpoint import NoteVerifier
+from storage.errors import CheckpointError, StorageError
 from storage.merkle import verify_consistency, verify_inclusion
 
 OBJECT_FIELDS = ("object", "report")
@@ -89,13 +90,28 @@ class NodeVerification:
         return not self.problems
 
 
-def verify_node(runtime: NodeRuntime) -> NodeVerification:
-    """Check everything offline: the tree from the stored entry bytes, every checkpoint, every object named."""
-    vkey = runtime.log_signer.verifier.vkey()
-    log = verify_log(runtime.engine, vkey)
-    result = NodeVerification(
-        log.size, log.checkpoints, 0, log.first_bad_index, log.first_bad_checkpoint, list(log.problems)
-    )
+def verify_node(runtime: NodeRuntime, log_key: str | None = None) -> NodeVerification:
+    """Check everything offline: the tree from the stored entry bytes, every checkpoint, every object named.
+
+    ``log_key`` is the log's verifier key as published (``name+keyid+base64``); without it, the key is
+    derived from the node's own key file, which proves nothing against whoever could replace that file.
+    Raises :class:`~storage.errors.CheckpointError` for a key that is malformed or names another log.
+    """
+    own = runtime.log_signer.verifier
+    verifier = own if log_key is None else NoteVerifier.from_vkey(log_key.strip())
+    if verifier.name != own.name:
+        raise CheckpointError(
+            f"the key given is for the log {verifier.name!r}; this node's log is {own.name!r} (a key of another node?)"
+        )
+    log = verify_log(runtime.engine, verifier)
+    problems = list(log.problems)
+    if verifier.key_id != own.key_id:
+        problems.insert(
+            0,
+            f"the node's log key ({own.vkey()}) is not the key given: its checkpoints are not signed by the "
+            "published key (either the key given is wrong, or the node's key was replaced)",
+        )
+    result = NodeVerification(log.size, log.checkpoints, 0, log.first_bad_index, log.first_bad_checkpoint, problems)
     # Objects named by entries that are themselves intact: a changed or missing object is reported at the
     # index of the first event that vouches for it.
     limit = log.size if log.first_bad_index is None else log.first_bad_index

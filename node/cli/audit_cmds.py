@@ -18,17 +18,31 @@ app = typer.Typer(
 
 
 @app.command()
-def verify(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def verify(
+    config: ConfigOption = None,
+    log_key: Annotated[
+        str | None,
+        typer.Option(
+            "--log-key",
+            help="The log's verifier key as published (name+keyid+base64). Without it, the key is taken from the "
+            "node's own key file, which whoever could rewrite the log could replace too.",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
     """Re-derive the whole log from storage, check every checkpoint and every archived object it names.
 
     Exit 0 when everything is intact, 1 when something was changed, deleted, inserted or reordered (the
-    first bad entry is named).
+    first bad entry is named), 2 when the key given cannot be used.
     """
     from node.audit import verify_node
+    from storage.errors import CheckpointError
 
     runtime = _runtime(config)
     try:
-        result = verify_node(runtime)
+        result = verify_node(runtime, log_key)
+    except CheckpointError as e:
+        raise _fail(f"--log-key: {e}", 2) from None
     finally:
         runtime.close()
     if as_json:

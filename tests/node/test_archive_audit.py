@@ -358,3 +358,26 @@ def test_a_rewritten_checkpoint_row_is_named_by_its_id(archive: Archive, tmp_pat
     code, output = cli("audit", "verify", "--config", str(config))
     assert code == 1
     assert f"first bad checkpoint #{last}" in output and "None" not in output
+
+
+def test_audit_verify_checks_against_the_published_key(archive: Archive, tmp_path: Path) -> None:
+    from storage.checkpoint import generate_log_key
+
+    config = _copy_node(archive, tmp_path)
+    result = runner.invoke(app, ["audit", "checkpoint", "--config", str(config)])
+    published = result.stderr.split("log verifier key: ", 1)[1].strip()
+    code, output = cli("audit", "verify", "--config", str(config), "--log-key", published)
+    assert code == 0, output
+    # a key of another node's log, or not a key at all: said so, exit 2
+    code, output = cli(
+        "audit", "verify", "--config", str(config), "--log-key", "lienthong/truc" + published[published.index("+") :]
+    )
+    assert code == 2 and "does not match" in output
+    axis_key = generate_log_key("lienthong/truc").verifier.vkey()
+    code, output = cli("audit", "verify", "--config", str(config), "--log-key", axis_key)
+    assert code == 2 and "for the log 'lienthong/truc'; this node's log is 'lienthong/bo-tai-chinh'" in output
+    # the right name, another key: what an operator who replaced the node's key would show
+    other = generate_log_key(published.split("+", 1)[0]).verifier.vkey()
+    code, output = cli("audit", "verify", "--config", str(config), "--log-key", other)
+    assert code == 1
+    assert "is not the key given" in output and "not signed by the published key" in output
