@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from node._private.text import inert
 from node.errors import NodeError
 from signing.errors import SigningError
 
@@ -347,15 +348,28 @@ def inbox(
     if as_json:
         sys.stdout.write(json.dumps({"items": rows}, ensure_ascii=False) + "\n")
         return
-    table = Table(title="Received", title_justify="left")
-    for column in ("received", "for", "from", "kind", "document", "subject / status", "verified"):
-        table.add_column(column)
+    # one block per item, not a table: a table cuts the DocumentId short in a narrow terminal, and the clerk
+    # copies it whole to answer; what the sender wrote (subject, ids) is shown inert, never as markup
+    out.print(Text("Received, newest first (times ICT):" if rows else "Nothing received yet.", style="bold"))
     for r in rows:
-        what = r["subject"] if r["kind"] == "document" else status_label(r["status_code"] or "")
-        table.add_row(
-            r["created_at"][:19], r["recipient"], r["sender"], r["kind"], r["document_id"], what, r["verified"]
+        verdict = _VERIFIED.get(r["verified"] or "", ("not verified", "yellow"))
+        what = inert(r["subject"]) if r["kind"] == "document" else f"status {status_label(r['status_code'] or '')}"
+        out.print(
+            Text.assemble(
+                _local_time(r["created_at"]),
+                f"  {r['kind']} from {inert(r['sender'])} for {inert(r['recipient'] or '')}  ",
+                verdict,
+            )
         )
-    out.print(table)
+        out.print(Text(f"  {inert(r['document_id'])}"))
+        out.print(Text(f"  {what}"))
+
+
+_VERIFIED = {
+    "TOTAL_PASSED": ("✔ TOTAL_PASSED", "green"),
+    "TOTAL_FAILED": ("✘ TOTAL_FAILED", "bold red"),
+    "INDETERMINATE": ("? INDETERMINATE", "yellow"),
+}
 
 
 token_app = typer.Typer(help="API tokens (roles: clerk, archivist, auditor, admin).", no_args_is_help=True)

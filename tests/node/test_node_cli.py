@@ -159,3 +159,41 @@ def test_status_of_a_document_the_axis_refused_shows_why_and_fails(department: P
     assert as_json.exit_code == 1
     (copy,) = json.loads(as_json.stdout)["sent"]
     assert copy["state"] == "dead" and copy["last_error"] == why
+
+
+def test_inbox_shows_whole_document_ids_in_vietnam_time_and_the_senders_text_inert(network: Network) -> None:
+    # the table cut the DocumentId to "000.01.4…" in 80 columns, showed UTC times without saying so, and took
+    # the sender's subject as Rich markup
+    from datetime import UTC, datetime
+
+    ministry = network.node("bo-tai-chinh").config
+    document_id = "000.01.41.H41,2026/11/16,906/BC-STC"
+    runtime = NodeRuntime(load_settings(ministry))
+    try:
+        with runtime.session() as s:
+            s.add(
+                EnvelopeRow(
+                    direction="in",
+                    kind="document",
+                    message_id="ab" * 32,
+                    sender="000.01.41.H41",
+                    recipient="000.00.00.G12",
+                    recipients=["000.00.00.G12"],
+                    document_id=document_id,
+                    subject="Báo cáo [bold red]ĐÃ DUYỆT[/] \u202etháng 10",
+                    code="906/BC-STC",
+                    object_key="sha256/" + "0" * 64,
+                    sha256="0" * 64,
+                    size=1,
+                    verified="TOTAL_PASSED",
+                    created_at=datetime(2026, 11, 23, 14, 6, 50, tzinfo=UTC),
+                )
+            )
+    finally:
+        runtime.close()
+    result = runner.invoke(app, ["inbox", "--config", str(ministry)])  # CliRunner: an 80-column console
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert f"  {document_id}" in lines
+    assert any(line.startswith("2026-11-23 21:06:50") for line in lines)
+    assert "[bold red]ĐÃ DUYỆT[/]" in result.output and "\\u202e" in result.output
