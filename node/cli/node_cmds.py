@@ -169,8 +169,11 @@ def status(
             table.add_column("status")
             table.add_column("description")
             for item in history:
-                table.add_row(
-                    _local_time(item["stated_at"]), item["reporter"], status_label(item["code"]), item["description"]
+                table.add_row(  # the description is the answering organisation's text: inert, not markup
+                    _local_time(item["stated_at"]),
+                    Text(inert(item["reporter"])),
+                    status_label(item["code"]),
+                    Text(inert(item["description"])),
                 )
             out.print(table)
     if not known or undelivered:

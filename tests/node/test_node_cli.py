@@ -197,3 +197,34 @@ def test_inbox_shows_whole_document_ids_in_vietnam_time_and_the_senders_text_ine
     assert f"  {document_id}" in lines
     assert any(line.startswith("2026-11-23 21:06:50") for line in lines)
     assert "[bold red]ĐÃ DUYỆT[/]" in result.output and "\\u202e" in result.output
+
+
+def test_status_descriptions_from_the_recipient_are_shown_inert(department: Path, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from storage.exchange import StatusRow
+
+    sent = runner.invoke(app, ["send", str(spec_copy(tmp_path, "907")), "--config", str(department)])
+    assert sent.exit_code == 0, sent.output
+    document_id = "000.01.41.H41,2026/11/16,907/BC-STC"
+    runtime = NodeRuntime(load_settings(department))
+    try:
+        with runtime.session() as s:
+            s.add(
+                StatusRow(
+                    document_id=document_id,
+                    document_sender="000.01.41.H41",
+                    reporter="000.00.00.G12",
+                    status_code="03",
+                    description="[b]06[/b] \u202e",
+                    stated_at=datetime(2026, 11, 23, 14, 8, tzinfo=UTC),
+                    message_id="cd" * 32,
+                    direction="in",
+                )
+            )
+    finally:
+        runtime.close()
+    result = runner.invoke(app, ["status", document_id, "--config", str(department)])
+    assert result.exit_code == 0, result.output
+    assert "[b]06[/b]" in result.output and "\\u202e" in result.output
+    assert "2026-11-23 21:08:00" in result.output
