@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node.delivery import Workers
-from node.errors import NodeError, NotFoundError, SendError
+from node.errors import AmbiguousDocumentError, NodeError, NotFoundError, SendError
 from node.events import record_event
 from node.runtime import NodeRuntime, Peer
 from node.tokens import Role, TokenError, authenticate
@@ -68,6 +68,7 @@ _TITLES = {
     "too-large": "The upload is too large",
     "malformed": "Malformed request",
     "loop": "Routing loop",
+    "ambiguous-document": "Two senders used this DocumentId",
 }
 
 
@@ -251,6 +252,11 @@ class StatusBody(BaseModel):
     description: str = Field(default="", max_length=2000)
     staff: str = Field(default="", max_length=200)
     department: str = Field(default="", max_length=200)
+    document_sender: str | None = Field(
+        default=None,
+        max_length=35,
+        description="the sender of the document answered; needed only when two senders used its DocumentId",
+    )
 
 
 def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
@@ -484,9 +490,11 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
 
     @app.get("/api/v1/statuses", tags=["statuses"])
     def get_statuses(
-        document_id: str, _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "statuses:read"))]
+        document_id: Annotated[str, Query(min_length=1, max_length=200)],
+        _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "statuses:read"))],
+        sender: Annotated[str | None, Query(max_length=35, description="only the document from this sender")] = None,
     ) -> dict[str, Any]:
-        return {"document_id": document_id, "history": status_history(runtime, document_id)}
+        return {"document_id": document_id, "history": status_history(runtime, document_id, sender)}
 
     @app.post("/api/v1/statuses", status_code=202, tags=["statuses"])
     def post_status(
@@ -511,9 +519,12 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
                 description=body.description,
                 staff=StaffInfo(staff=body.staff, department=body.department),
                 client_key=idempotency_key,
+                document_sender=body.document_sender,
             )
         except NotFoundError as e:
             raise ProblemError(404, "not-found", str(e)) from None
+        except AmbiguousDocumentError as e:
+            raise ProblemError(409, "ambiguous-document", str(e)) from None
         except SendError as e:
             raise ProblemError(422, "invalid-status", str(e)) from None
         runtime.sync_committed()
@@ -763,13 +774,16 @@ def envelope_json(r: EnvelopeRow) -> dict[str, Any]:
     }
 
 
-def status_history(runtime: NodeRuntime, document_id: str) -> list[dict[str, Any]]:
+def status_history(runtime: NodeRuntime, document_id: str, sender: str | None = None) -> list[dict[str, Any]]:
+    """The statuses of ``document_id``; each names its document's sender, since two senders may share an id."""
+    query = select(StatusRow).where(StatusRow.document_id == document_id)
+    if sender is not None:
+        query = query.where(StatusRow.document_sender == sender)
     with runtime.session() as s:
-        rows = s.scalars(
-            select(StatusRow).where(StatusRow.document_id == document_id).order_by(StatusRow.stated_at, StatusRow.id)
-        ).all()
+        rows = s.scalars(query.order_by(StatusRow.stated_at, StatusRow.id)).all()
         return [
             {
+                "document_sender": r.document_sender,
                 "reporter": r.reporter,
                 "code": r.status_code,
                 "description": r.description,

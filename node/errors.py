@@ -15,3 +15,7 @@ class SendError(NodeError):
 
 class NotFoundError(NodeError):
     """The message, document or delivery asked for does not exist on this node."""
+
+
+class AmbiguousDocumentError(SendError):
+    """Two senders used the same DocumentId for documents this organisation received: name the sender."""

@@ -14,7 +14,7 @@ from typing import TypedDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from node.errors import NotFoundError, SendError
+from node.errors import AmbiguousDocumentError, NotFoundError, SendError
 from node.events import record_event
 from node.runtime import NodeRuntime
 from schemas import (
@@ -76,8 +76,13 @@ def send_status(
     description: str = "",
     staff: StaffInfo = NO_STAFF,
     client_key: str | None = None,
+    document_sender: str | None = None,
 ) -> SendResult:
-    """Answer a received document with a status (03 registered … 06 done, 15/16), or recall a sent one (13)."""
+    """Answer a received document with a status (03 registered … 06 done, 15/16), or recall a sent one (13).
+
+    A DocumentId is chosen by its sender, so two senders can use the same one: ``document_sender`` names
+    which document is answered, and is required only when ``reporter`` received that id from more than one.
+    """
     runtime.organisation(reporter)
     if client_key is not None and (done := _already_queued(runtime, reporter, client_key)) is not None:
         return done
@@ -93,15 +98,27 @@ def send_status(
             ).first()
             what = f"no document {document_id} was sent by {reporter} from this node"
         else:
-            doc = s.scalars(
-                select(EnvelopeRow).where(
-                    EnvelopeRow.direction == "in",
-                    EnvelopeRow.kind == "document",
-                    EnvelopeRow.document_id == document_id,
-                    EnvelopeRow.recipient == reporter,
+            query = select(EnvelopeRow).where(
+                EnvelopeRow.direction == "in",
+                EnvelopeRow.kind == "document",
+                EnvelopeRow.document_id == document_id,
+                EnvelopeRow.recipient == reporter,
+            )
+            if document_sender is not None:
+                query = query.where(EnvelopeRow.sender == document_sender)
+            received = s.scalars(query.order_by(EnvelopeRow.id)).all()
+            senders = sorted({row.sender for row in received})
+            if len(senders) > 1:
+                raise AmbiguousDocumentError(
+                    f"{reporter} received a document {document_id} from {len(senders)} senders "
+                    f"({', '.join(senders)}): name the one answered"
                 )
-            ).first()
-            what = f"{reporter} has received no document {document_id} on this node"
+            doc = received[0] if received else None
+            what = (
+                f"{reporter} has received no document {document_id}"
+                + (f" from {document_sender}" if document_sender is not None else "")
+                + " on this node"
+            )
         if doc is None:
             raise NotFoundError(what)
         doc_sender, doc_code = doc.sender, doc.code

@@ -22,7 +22,7 @@ from node.routing import RefusedError, accept_envelope
 from node.runtime import NodeRuntime
 from node.samples import MINISTRY, SENDER
 from node.sending import send_document, send_status
-from schemas import StatusCode, TraceHeader, append_trace_header, build_message, parse_message
+from schemas import DocumentMessage, StatusCode, TraceHeader, append_trace_header, build_message, parse_message
 from signing.envelope import envelope_message_id
 from storage.exchange import DeliveryRow, EnvelopeRow, OutboxRow, StatusRow
 from tests.node.exchange_network import AGENCIES, AXES, HOME_AFFAIRS, PROVINCE, report
@@ -517,3 +517,58 @@ def test_a_status_from_an_organisation_that_is_no_party_is_kept_as_evidence_but_
     assert count(ministry, StatusRow, document_id=result.document_id, status_code="13", direction="in") == 1
     # and the ministry may answer the recall
     send_status(ministry, document_id=result.document_id, reporter=MINISTRY.organ_id, code=StatusCode.RECALL_AGREED)
+
+
+def test_two_senders_may_use_one_document_id_and_each_is_answered_apart(nodes: Nodes) -> None:
+    """A DocumentId is the sender's choice (a UUID, say), so two senders can pick the same one: the recipient
+    answers the one it names, and refuses to guess."""
+    import uuid
+
+    from node.api import status_history
+    from node.errors import AmbiguousDocumentError
+
+    dept, home, ministry = nodes["so-tai-chinh"], nodes["bo-noi-vu"], nodes["bo-tai-chinh"]
+    shared = str(uuid.uuid4())
+
+    def with_shared_id(message: DocumentMessage) -> DocumentMessage:
+        return message.model_copy(update={"header": message.header.model_copy(update={"document_id": shared})})
+
+    first = send_document(dept, with_shared_id(report("250")))
+    second = send_document(home, with_shared_id(report("251", sender=HOME_AFFAIRS)))
+    for sent, node in ((first, dept), (second, home)):
+        data = stored(node, sent.envelope_id)
+        assert receive_envelope(ministry, data, message_id=sent.message_id, recipient=MINISTRY.organ_id).accepted
+
+    with pytest.raises(AmbiguousDocumentError, match=f"from 2 senders .*{HOME_AFFAIRS.organ_id}"):
+        send_status(ministry, document_id=shared, reporter=MINISTRY.organ_id, code=StatusCode.REGISTERED)
+    answer = send_status(
+        ministry,
+        document_id=shared,
+        reporter=MINISTRY.organ_id,
+        code=StatusCode.REGISTERED,
+        document_sender=HOME_AFFAIRS.organ_id,
+    )
+    assert answer.recipients == (HOME_AFFAIRS.organ_id,)
+
+    theirs = status_history(ministry, shared, HOME_AFFAIRS.organ_id)
+    assert [h["code"] for h in theirs] == ["01", "03"]
+    assert {h["document_sender"] for h in theirs} == {HOME_AFFAIRS.organ_id}
+    assert [h["code"] for h in status_history(ministry, shared, SENDER.organ_id)] == ["01"]
+    assert {h["document_sender"] for h in status_history(ministry, shared)} == {SENDER.organ_id, HOME_AFFAIRS.organ_id}
+
+    # the same over HTTP: 409 naming the senders, then the named one is answered and its history alone listed
+    from fastapi.testclient import TestClient
+
+    from node.api import create_app
+    from node.tokens import Role, create_token
+
+    token = create_token(ministry, f"clerk-{shared[:8]}", Role.CLERK)
+    with TestClient(create_app(ministry, start_workers=False)) as http:
+        http.headers["Authorization"] = f"Bearer {token}"
+        body = {"document_id": shared, "organisation": MINISTRY.organ_id, "code": 4}
+        refused = http.post("/api/v1/statuses", json=body)
+        assert refused.status_code == 409 and refused.json()["type"].endswith("ambiguous-document")
+        assert SENDER.organ_id in refused.json()["detail"]
+        assert http.post("/api/v1/statuses", json={**body, "document_sender": SENDER.organ_id}).status_code == 202
+        listed = http.get("/api/v1/statuses", params={"document_id": shared, "sender": SENDER.organ_id}).json()
+        assert [h["code"] for h in listed["history"]] == ["01", "04"]
