@@ -18,7 +18,7 @@ from node.events import NOTABLE
 from node.runtime import NodeRuntime
 from storage.auditlog import StoredCheckpoint, verify_log
 from storage.checkpoint import NoteVerifier
-from storage.errors import CheckpointError, StorageError
+from storage.errors import AuditLogError, CheckpointError, StorageError
 from storage.merkle import verify_consistency, verify_inclusion
 
 OBJECT_FIELDS = ("object", "report")
@@ -30,6 +30,34 @@ def publish_checkpoint(runtime: NodeRuntime) -> StoredCheckpoint:
     if latest is not None and latest.size == runtime.audit.size():
         return latest
     return runtime.audit.checkpoint(runtime.log_signer)
+
+
+def cosigned_checkpoint(runtime: NodeRuntime) -> str | None:
+    """The latest checkpoint a witness cosigned, as a note with the witnesses' lines; None before the first.
+
+    The node's own stored notes carry only its signature; cosignatures come back later and are kept apart.
+    """
+    from sqlalchemy import select
+
+    from storage.exchange import CosignatureRow
+
+    with runtime.session() as s:
+        size = s.scalars(select(CosignatureRow.checkpoint_size).order_by(CosignatureRow.checkpoint_size.desc())).first()
+        if size is None:
+            return None
+        lines = s.scalars(select(CosignatureRow.line).where(CosignatureRow.checkpoint_size == size)).all()
+    note = next((c.note for c in reversed(runtime.audit.checkpoints()) if c.size == size), None)
+    if note is None:
+        raise AuditLogError(f"a witness cosigned the checkpoint of size {size}, which the log no longer holds")
+    return note + "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def witness_verifier_key(runtime: NodeRuntime, node_id: str) -> str | None:
+    """The verifier key (type 0x04) with which ``node_id`` cosigns checkpoints, from its registered public key."""
+    from storage.checkpoint import COSIGNATURE_V1, NoteVerifier
+
+    public = runtime.public_key_of(node_id)
+    return None if public is None else NoteVerifier(f"lienthong-witness/{node_id}", COSIGNATURE_V1, public).vkey()
 
 
 def checkpoint_json(checkpoint: StoredCheckpoint) -> dict[str, Any]:

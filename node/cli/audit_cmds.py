@@ -116,15 +116,38 @@ def events(
 
 
 @app.command()
-def checkpoint(config: ConfigOption = None) -> None:
-    """Sign and publish a checkpoint of the log now; print it (C2SP signed note)."""
-    from node.audit import publish_checkpoint
+def checkpoint(
+    config: ConfigOption = None,
+    cosigned: Annotated[
+        bool,
+        typer.Option(
+            "--cosigned", help="Print the latest checkpoint the axis cosigned, with its cosignature, instead."
+        ),
+    ] = False,
+) -> None:
+    """Sign and publish a checkpoint of the log now; print it (C2SP signed note).
+
+    The keys to check it with are printed on stderr: the log's, and with --cosigned the axis's witness key.
+    """
+    from node.audit import cosigned_checkpoint, publish_checkpoint, witness_verifier_key
 
     runtime = _runtime(config)
     try:
-        stored = publish_checkpoint(runtime)
-        sys.stdout.write(stored.note)
-        err.print(f"log verifier key: {runtime.log_signer.verifier.vkey()}")
+        if cosigned:
+            note = cosigned_checkpoint(runtime)
+            if note is None and runtime.upstream is None:
+                raise _fail("this node has no upstream axis to cosign its log")
+            if note is None:
+                raise _fail(
+                    "no checkpoint of this log has been cosigned yet (the axis cosigns every checkpoint_interval)"
+                )
+            sys.stdout.write(note)
+        else:
+            sys.stdout.write(publish_checkpoint(runtime).note)
+        err.print(f"log verifier key: {runtime.log_signer.verifier.vkey()}", highlight=False)
+        if cosigned and runtime.upstream is not None:
+            witness = witness_verifier_key(runtime, runtime.upstream.node_id)
+            err.print(f"witness verifier key of {runtime.upstream.node_id}: {witness}", highlight=False)
     finally:
         runtime.close()
 
