@@ -37,12 +37,30 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _runtime(config: Path | None):  # type: ignore[no-untyped-def]
+def _settings(config: Path | None):  # type: ignore[no-untyped-def]
+    import os
+
     from node.config import load_settings
-    from node.runtime import NodeRuntime
 
     try:
-        return NodeRuntime(load_settings(config))
+        return load_settings(config)
+    except NodeError as e:
+        if config is None and "LIENTHONG_CONFIG" not in os.environ:
+            # the environment alone rarely configures a node: this is a forgotten --config (or no init yet),
+            # which load_settings can only report as missing fields
+            raise _fail(
+                "no node configuration: give --config DIR/node.yaml (written by `lienthong init`) "
+                f"or set $LIENTHONG_CONFIG ({e})"
+            ) from None
+        raise _fail(str(e)) from None
+
+
+def _runtime(config: Path | None):  # type: ignore[no-untyped-def]
+    from node.runtime import NodeRuntime
+
+    settings = _settings(config)
+    try:
+        return NodeRuntime(settings)
     except NodeError as e:
         raise _fail(str(e)) from None
 
@@ -574,11 +592,11 @@ db_app = typer.Typer(help="The node's database schema (Alembic migrations).", no
 
 
 def _engine(config: Path | None):  # type: ignore[no-untyped-def]
-    from node.config import load_settings
     from storage.db import make_engine
 
+    settings = _settings(config)
     try:
-        return make_engine(load_settings(config).database)
+        return make_engine(settings.database)
     except NodeError as e:
         raise _fail(str(e)) from None
 

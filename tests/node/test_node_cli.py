@@ -228,3 +228,15 @@ def test_status_descriptions_from_the_recipient_are_shown_inert(department: Path
     assert result.exit_code == 0, result.output
     assert "[b]06[/b]" in result.output and "\\u202e" in result.output
     assert "2026-11-23 21:08:00" in result.output
+
+
+@pytest.mark.parametrize("command", [["inbox"], ["status", "000.01.41.H41,2026/11/16,245/BC-STC"], ["db", "current"]])
+def test_a_command_without_a_config_says_to_give_one(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # it said "invalid configuration: role: Field required; node_id: Field required"
+    monkeypatch.delenv("LIENTHONG_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, command)
+    assert result.exit_code == 1, result.output
+    assert "--config" in result.output and "lienthong init" in result.output
