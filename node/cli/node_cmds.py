@@ -319,8 +319,9 @@ def _send_status(
     from schemas import StaffInfo, StatusCode
 
     if code not in allowed:
+        why = " (01 and 02 are sent by the node itself when a document arrives)" if code in (1, 2) else ""
         raise _fail(
-            f"status {code:02d} cannot be sent here (allowed: {', '.join(f'{c:02d}' for c in sorted(allowed))})"
+            f"status {code:02d} cannot be sent here{why}; allowed: {', '.join(f'{c:02d}' for c in sorted(allowed))}"
         )
     runtime = _runtime(config)
     try:

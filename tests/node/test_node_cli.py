@@ -240,3 +240,11 @@ def test_a_command_without_a_config_says_to_give_one(
     result = runner.invoke(app, command)
     assert result.exit_code == 1, result.output
     assert "--config" in result.output and "lienthong init" in result.output
+
+
+def test_answering_02_by_hand_says_the_node_sends_it_itself(network: Network) -> None:
+    ministry = network.node("bo-tai-chinh").config
+    document_id = "000.01.41.H41,2026/11/16,245/BC-STC"
+    result = runner.invoke(app, ["answer", document_id, "2", "--as", "000.00.00.G12", "--config", str(ministry)])
+    assert result.exit_code == 1, result.output
+    assert "sent by the node itself" in result.output and "03, 04, 05, 06" in result.output
