@@ -72,11 +72,19 @@ def spec_to_message(
             {"header": data, "business": business, "trace": trace, "attachments": attachments}
         )
     except ValidationError as e:
+        # a list whose only item is bad is also "too short": that follows from the item's own error, and
+        # listing it too sent the clerk looking for a second mistake
+        within = [err["loc"] for err in e.errors()]
+        errors = [
+            err
+            for err in e.errors()
+            if not (err["type"] == "too_short" and any(loc[: len(err["loc"])] == err["loc"] != loc for loc in within))
+        ]
         lines = []
-        for err in e.errors():
+        for err in errors:
             loc = ".".join(str(p) for p in err["loc"] if p not in ("header",))
             lines.append(f"  {loc}: {err['msg'].removeprefix('Value error, ')}")
-        raise SpecError(f"{name}: {e.error_count()} problem(s):\n" + "\n".join(lines)) from None
+        raise SpecError(f"{name}: {len(errors)} problem(s):\n" + "\n".join(lines)) from None
 
 
 def _conventional_id(data: dict[str, Any], name: str) -> str:

@@ -58,6 +58,32 @@ def test_build_names_the_bad_field(tmp_path: Path) -> None:
     assert not (tmp_path / "x.edxml").exists()
 
 
+def test_build_names_only_the_bad_recipient_not_an_empty_list_as_well(tmp_path: Path) -> None:
+    # a bad code in the only `to` also reported "to: Tuple should have at least 1 item": a second mistake
+    # that was not there
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(
+        EXAMPLE.read_text(encoding="utf-8").replace("organ_id: 000.00.00.G12", "organ_id: bo-tai-chinh"),
+        encoding="utf-8",
+    )
+    shutil.copy(EXAMPLE.parent / "bao-cao-thang-10.pdf", tmp_path)
+    result = runner.invoke(app, ["edxml", "build", str(spec), "-o", str(tmp_path / "x.edxml")])
+    assert result.exit_code == 1
+    assert "1 problem(s)" in result.output and "at least 1 item" not in result.output
+
+    no_recipient = "to: []\n"
+    spec.write_text(
+        EXAMPLE.read_text(encoding="utf-8").replace(
+            "to:\n  - organ_id: 000.00.00.G12\n    organ_name: Bộ Tài chính\n", no_recipient
+        ),
+        encoding="utf-8",
+    )
+    assert no_recipient in spec.read_text(encoding="utf-8")
+    result = runner.invoke(app, ["edxml", "build", str(spec), "-o", str(tmp_path / "x.edxml")])
+    assert result.exit_code == 1
+    assert "to: Tuple should have at least 1 item" in result.output  # an empty list still says so
+
+
 def test_build_reports_a_missing_attachment_file(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")  # PDF not copied next to it
