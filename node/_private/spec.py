@@ -2,7 +2,7 @@
 
 A document spec holds the MessageHeader fields at the top level (``from``, ``to``, ``code``,
 ``subject`` …), plus ``business``, ``trace`` and ``attachments`` (files named relative to the spec).
-A status spec says ``kind: status``. See docs/cli.md for a full example.
+A status spec says ``kind: status``. docs/examples/monthly-report.yaml is a full example.
 """
 
 from __future__ import annotations
