@@ -954,17 +954,31 @@ async def _push_to_agency(runtime: NodeRuntime, request: Request, call: NodeCall
 
 
 def _recipients_here(runtime: NodeRuntime, data: bytes) -> list[str]:
+    from node.receiving import addressees
     from schemas import EdxmlError, ParseMode, parse_message
 
     try:
         message = parse_message(data, mode=ParseMode.TOLERANT).message
     except EdxmlError as e:
         raise ProblemError(400, "malformed", f"not an edXML envelope: {e}") from None
-    if message.kind == "document":
-        wanted = [t.organ_id for t in message.header.to]
-    else:
-        wanted = [message.header.response_for.organ_id]
-    return [w for w in wanted if w in runtime.organisations]
+    wanted = addressees(message)
+    if wanted is None and message.kind == "status":
+        # A recall names no addressee: it is for whichever of ours received that document from its sender.
+        about = message.header.response_for
+        with runtime.session() as s:
+            wanted = tuple(
+                s.scalars(
+                    select(EnvelopeRow.recipient)
+                    .where(
+                        EnvelopeRow.direction == "in",
+                        EnvelopeRow.kind == "document",
+                        EnvelopeRow.document_id == about.document_id,
+                        EnvelopeRow.sender == about.organ_id,
+                    )
+                    .distinct()
+                ).all()
+            )
+    return sorted({w for w in wanted or () if w in runtime.organisations})
 
 
 UPLOAD_OVERHEAD = 4 * 1024 * 1024  # a message description and multipart framing around the files

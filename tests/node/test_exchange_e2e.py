@@ -232,3 +232,44 @@ def test_archive_and_audit_over_the_api(exchange: Exchange) -> None:
         axis.url + "/api/v1/audit/proofs/consistency", params={"from": 1, "to": checkpoint["size"]}, headers=auditor
     )
     assert consistency.status_code == 200, consistency.text
+
+
+def test_an_axis_may_push_documents_and_recalls_to_the_agency_that_received_them(exchange: Exchange) -> None:
+    """Push (protocol §8) beside pull: the national axis hands envelopes straight to the ministry's node, which
+    receives them for the organisation they are for (a recall: for whoever of its own got the document), once."""
+    from adapters import AxisClient, PermanentDeliveryError
+    from node.config import load_settings
+    from node.runtime import NodeRuntime
+
+    dept, ministry = exchange.clerk("so-tai-chinh"), exchange.clerk("bo-tai-chinh")
+    axis = NodeRuntime(load_settings(exchange.network.node("truc-tw").config), create=False)
+    stranger = NodeRuntime(load_settings(exchange.network.node("bo-noi-vu").config), create=False)
+    url = exchange.network.node("bo-tai-chinh").url
+    try:
+        sent = dept.send(report("110"))
+        doc, document_message = sent["document_id"], sent["message_id"]
+        wait_until("received by pull", lambda: ministry.received(doc))
+        recall = dept.answer(doc, SENDER.organ_id, 13, "Gửi nhầm")
+        assert recall.status_code == 202, recall.text
+        recall_id = recall.json()["message_id"]
+        recall_bytes = dept.http.get(f"/api/v1/messages/{recall_id}/raw").content
+
+        with AxisClient(url, axis.node_key, axis.peer("bo-tai-chinh").public_key) as push:
+            again = push.send_envelope(
+                dept.http.get(f"/api/v1/messages/{document_message}/raw").content, document_message
+            )
+            assert again.status == "duplicate" and again.recipients == (MINISTRY.organ_id,)
+            pushed = push.send_envelope(recall_bytes, recall_id)
+            # the recall's ResponseFor names the department; it is for the ministry, which received the document
+            assert pushed.recipients == (MINISTRY.organ_id,)
+        wait_until("the recall in the ministry's history", lambda: "13" in codes(ministry.statuses(doc)))
+        recalls = [h for h in ministry.statuses(doc) if h["code"] == "13"]
+        assert len(recalls) == 1, "pushed and pulled, stored once"
+
+        with AxisClient(url, stranger.node_key, axis.peer("bo-tai-chinh").public_key) as intruder:
+            with pytest.raises(PermanentDeliveryError) as refused:
+                intruder.send_envelope(recall_bytes, recall_id)
+            assert refused.value.status == 401  # the ministry's node knows one peer: its axis
+    finally:
+        axis.close()
+        stranger.close()
