@@ -295,8 +295,10 @@ def answer(
     code: Annotated[int, typer.Argument(help="03 registered, 04 assigned, 05 in progress, 06 done, 15/16.")],
     organisation: Annotated[str, typer.Option("--as", help="The receiving organisation answering.")],
     config: ConfigOption = None,
-    description: Annotated[str, typer.Option("--description", "-d")] = "",
-    staff: Annotated[str, typer.Option("--staff")] = "",
+    description: Annotated[
+        str, typer.Option("--description", "-d", help="What the sender reads, e.g. 'Đã vào sổ'.")
+    ] = "",
+    staff: Annotated[str, typer.Option("--staff", help="Who handles it (StaffInfo), e.g. for 04 assigned.")] = "",
 ) -> None:
     """Send a signed status about a received document back to its sender."""
     _send_status(config, document_id, code, organisation, description, staff, allowed={3, 4, 5, 6, 15, 16})
@@ -421,6 +423,7 @@ def token_create(
 
 @token_app.command("list")
 def token_list(config: ConfigOption = None) -> None:
+    """The tokens of this node: name, role, and whether revoked (the tokens themselves are not kept)."""
     from node.tokens import list_tokens
 
     runtime = _runtime(config)
@@ -433,7 +436,11 @@ def token_list(config: ConfigOption = None) -> None:
 
 
 @token_app.command("revoke")
-def token_revoke(name: str, config: ConfigOption = None) -> None:
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="The token's name, as given to `token create`.")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a token: requests carrying it are refused from now on."""
     from node.tokens import revoke_token
 
     runtime = _runtime(config)

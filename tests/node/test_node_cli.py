@@ -248,3 +248,17 @@ def test_answering_02_by_hand_says_the_node_sends_it_itself(network: Network) ->
     result = runner.invoke(app, ["answer", document_id, "2", "--as", "000.00.00.G12", "--config", str(ministry)])
     assert result.exit_code == 1, result.output
     assert "sent by the node itself" in result.output and "03, 04, 05, 06" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["token", "--help"], ["Revoke a token", "whether revoked"]),
+        (["answer", "--help"], ["Đã vào sổ", "StaffInfo"]),
+    ],
+)
+def test_token_and_answer_help_say_what_each_command_and_option_is_for(command: list[str], expected: list[str]) -> None:
+    result = runner.invoke(app, command, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for text in expected:
+        assert text in result.output
