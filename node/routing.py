@@ -111,8 +111,12 @@ def _accept(runtime: NodeRuntime, data: bytes, message_id: str, from_node: Peer)
             s.flush()
             envelope_id = row.id
             forwarded = False
+            # A sender may send a DocumentId again (a second copy, a corrected resend): its route is known.
+            routed_before = (
+                _routed_recipients(s, sender, message.header.document_id) if message.kind == "document" else set()
+            )
             for recipient, via in sorted(plan.items()):
-                if message.kind == "document":
+                if message.kind == "document" and recipient not in routed_before:
                     s.add(RouteRow(sender=sender, document_id=message.header.document_id, recipient=recipient, via=via))
                 if runtime.upstream is not None and via == runtime.upstream.node_id:
                     if not forwarded:
@@ -198,6 +202,11 @@ def _plan(runtime: NodeRuntime, s: Session, message: Message, fields: MessageFie
             422, "unknown-recipient", f"no node is registered for {', '.join(unknown)} and there is no axis above"
         )
     return plan
+
+
+def _routed_recipients(s: Session, sender: str, document_id: str) -> set[str]:
+    query = select(RouteRow.recipient).where(RouteRow.sender == sender, RouteRow.document_id == document_id)
+    return set(s.scalars(query).all())
 
 
 def _already_accepted(runtime: NodeRuntime, message_id: str) -> AcceptResult | None:

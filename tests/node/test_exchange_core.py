@@ -572,3 +572,35 @@ def test_two_senders_may_use_one_document_id_and_each_is_answered_apart(nodes: N
         assert http.post("/api/v1/statuses", json={**body, "document_sender": SENDER.organ_id}).status_code == 202
         listed = http.get("/api/v1/statuses", params={"document_id": shared, "sender": SENDER.organ_id}).json()
         assert [h["code"] for h in listed["history"]] == ["01", "04"]
+
+
+def test_a_document_id_sent_twice_is_routed_and_received_twice(nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two copies of one DocumentId from one sender (sent again without an idempotency key): both axes route
+    both (the route is known already) and the recipient stores both. Answered within one second, their two
+    01s are one and the same signed message, queued once."""
+    from datetime import datetime, tzinfo
+
+    import node.sending
+    import signing.envelope
+    from schemas import VIETNAM_TIME
+
+    dept, ministry = nodes["so-tai-chinh"], nodes["bo-tai-chinh"]
+    first, second = send_document(dept, report("261")), send_document(dept, report("261"))
+    assert first.message_id != second.message_id and first.document_id == second.document_id
+    finals = [relay(nodes, sent.message_id, stored(dept, sent.envelope_id)) for sent in (first, second)]
+
+    one_second = datetime.now(VIETNAM_TIME).replace(microsecond=0)
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Frozen:
+            return cls.fromtimestamp(one_second.timestamp(), tz)
+
+    # the status's timestamp and the XAdES SigningTime, both to the second: one second for both answers
+    monkeypatch.setattr(node.sending, "datetime", Frozen)
+    monkeypatch.setattr(signing.envelope, "datetime", Frozen)
+    for sent, final in zip((first, second), finals, strict=True):
+        outcome = receive_envelope(ministry, final, message_id=sent.message_id, recipient=MINISTRY.organ_id)
+        assert outcome.accepted and outcome.answered == "01"
+    assert count(ministry, EnvelopeRow, direction="in", document_id=first.document_id) == 2
+    assert count(ministry, EnvelopeRow, direction="out", document_id=first.document_id, status_code="01") == 1

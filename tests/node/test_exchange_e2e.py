@@ -246,7 +246,7 @@ def test_an_axis_may_push_documents_and_recalls_to_the_agency_that_received_them
     stranger = NodeRuntime(load_settings(exchange.network.node("bo-noi-vu").config), create=False)
     url = exchange.network.node("bo-tai-chinh").url
     try:
-        sent = dept.send(report("110"))
+        sent = dept.send(report("112"))
         doc, document_message = sent["document_id"], sent["message_id"]
         wait_until("received by pull", lambda: ministry.received(doc))
         recall = dept.answer(doc, SENDER.organ_id, 13, "Gửi nhầm")
