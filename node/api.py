@@ -26,10 +26,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node.delivery import Workers
 from node.errors import AmbiguousDocumentError, NodeError, NotFoundError, SendError
-from node.events import record_event
+from node.events import log_safe, record_event
 from node.runtime import NodeRuntime, Peer
 from node.tokens import Role, TokenError, authenticate
 from schemas import VIETNAM_TIME
+from signing.errors import SigningError
 from storage.errors import StorageError
 from storage.exchange import DeliveryRow, EnvelopeRow, NonceRow, StatusRow
 
@@ -59,7 +60,7 @@ def problem_response(status: int, slug: str, detail: str, **extra: Any) -> JSONR
 
 
 _TITLES = {
-    "unauthenticated": "The request is not signed by a known node",
+    "unauthenticated": "Not authenticated",  # the detail says which: no or bad token, or an unknown node key
     "forbidden": "Not allowed",
     "not-found": "Not found",
     "bad-signature": "The envelope signature does not verify",
@@ -69,6 +70,7 @@ _TITLES = {
     "malformed": "Malformed request",
     "loop": "Routing loop",
     "ambiguous-document": "Two senders used this DocumentId",
+    "cannot-sign": "The node cannot sign now",
 }
 
 
@@ -437,6 +439,8 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             result = send_document(runtime, built, client_key=idempotency_key)
         except SendError as e:
             raise ProblemError(422, "invalid-message", str(e)) from None
+        except SigningError as e:
+            raise _cannot_sign(e) from None
         runtime.sync_committed()
         return {
             "message_id": result.message_id,
@@ -527,6 +531,8 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
             raise ProblemError(409, "ambiguous-document", str(e)) from None
         except SendError as e:
             raise ProblemError(422, "invalid-status", str(e)) from None
+        except SigningError as e:
+            raise _cannot_sign(e) from None
         runtime.sync_committed()
         return {
             "message_id": result.message_id,
@@ -772,6 +778,12 @@ def envelope_json(r: EnvelopeRow) -> dict[str, Any]:
         "verified": r.verified,
         "created_at": r.created_at.isoformat(),
     }
+
+
+def _cannot_sign(e: SigningError) -> ProblemError:
+    """The node's own key, token or timestamp authority failed: not the clerk's doing, and nothing was queued."""
+    log.error("cannot sign: %s", log_safe(e))
+    return ProblemError(503, "cannot-sign", f"this node cannot sign now: {e}; nothing was queued")
 
 
 def status_history(runtime: NodeRuntime, document_id: str, sender: str | None = None) -> list[dict[str, Any]]:

@@ -304,6 +304,7 @@ def _sign(runtime: NodeRuntime, organisation: str, unsigned: bytes) -> bytes:
 
 def _sealed(runtime: NodeRuntime, message: DocumentMessage) -> DocumentMessage:
     """Each PDF with the organisation's seal (PAdES, B-T with a TSA), after the signer's signature if configured."""
+    from signing.errors import SignError
     from signing.pdf import PdfSignOptions, SignatureRole, sign_pdf
 
     sender = message.header.from_.organ_id
@@ -315,10 +316,16 @@ def _sealed(runtime: NodeRuntime, message: DocumentMessage) -> DocumentMessage:
     for attachment in message.attachments:
         if attachment.content_type == "application/pdf":
             pdf = attachment.data
-            if signer is not None:
-                pdf = sign_pdf(pdf, signer, PdfSignOptions(role=SignatureRole.SIGNER))
-            options = PdfSignOptions(role=SignatureRole.ORGANISATION, organisation_name=message.header.from_.organ_name)
-            pdf = sign_pdf(pdf, seal, options, timestamper=stamper)
+            try:
+                if signer is not None:
+                    pdf = sign_pdf(pdf, signer, PdfSignOptions(role=SignatureRole.SIGNER))
+                options = PdfSignOptions(
+                    role=SignatureRole.ORGANISATION, organisation_name=message.header.from_.organ_name
+                )
+                pdf = sign_pdf(pdf, seal, options, timestamper=stamper)
+            except SignError as e:
+                # the clerk's file (not a PDF, broken) or the TSA: either way the clerk must learn which file
+                raise SendError(f"attachment {attachment.name!r} cannot be sealed: {e}") from e
             attachment = attachment.model_copy(update={"data": pdf})
         attachments.append(attachment)
     return message.model_copy(update={"attachments": tuple(attachments)})

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -159,3 +160,53 @@ def test_a_stranger_guessing_tokens_cannot_grow_the_audit_log_at_will(api: Api) 
         assert r.status_code == 401
     grown = api.runtime.audit.size() - before
     assert 1 <= grown <= api.runtime.auth_failures.per_minute
+
+
+def _send_form(api: Api, pdf: bytes) -> Any:
+    import json
+
+    from node.cli.demo import message_form
+    from node.samples import MINISTRY, sample_monthly_report
+
+    message = sample_monthly_report(sender=SENDER, recipients=(MINISTRY,), code_number="api-seal")
+    message = message.model_copy(update={"attachments": (message.attachments[0].model_copy(update={"data": pdf}),)})
+    spec, files = message_form(message)
+    return api.client.post(
+        "/api/v1/messages",
+        data={"message": json.dumps(spec, ensure_ascii=False)},
+        files=files,
+        headers=api.as_(Role.CLERK),
+    )
+
+
+def _queued(api: Api) -> int:
+    from sqlalchemy import func, select
+
+    from storage.exchange import EnvelopeRow
+
+    with api.runtime.session() as s:
+        return int(s.scalar(select(func.count()).select_from(EnvelopeRow)) or 0)
+
+
+def test_a_file_that_is_no_pdf_is_the_clerk_s_error_naming_the_file_and_nothing_is_queued(api: Api) -> None:
+    before = _queued(api)
+    answer = _send_form(api, b"this is a Word document, not a PDF")
+    assert answer.status_code == 422, answer.text  # was a plain-text 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "cannot be sealed" in answer.json()["detail"] and ".pdf'" in answer.json()["detail"]
+    assert _queued(api) == before
+
+
+def test_a_seal_the_node_cannot_load_is_a_503_not_the_clerk_s_error(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from signing.errors import KeyLoadError
+
+    def unloadable(*_args: object) -> None:  # fault injection: the token is unplugged, the key file unreadable
+        raise KeyLoadError("seal.p12: the passphrase does not open it")
+
+    monkeypatch.setattr(type(api.runtime), "pdf_key", unloadable)
+    before = _queued(api)
+    answer = _send_form(api, b"%PDF-1.7\n")
+    assert answer.status_code == 503, answer.text
+    problem = answer.json()
+    assert problem["type"] == "urn:lienthong:problem:cannot-sign" and "seal.p12" in problem["detail"]
+    assert _queued(api) == before
