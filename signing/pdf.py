@@ -48,6 +48,7 @@ from pyhanko.sign.fields import SigFieldSpec
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_signer import PdfSigner
 from pyhanko.sign.timestamps.api import TimeStamper
+from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.status import PdfSignatureStatus
@@ -469,8 +470,17 @@ def sign_pdf(
         }
         try:
             out = pdf_signer.sign_pdf(writer, appearance_text_params=params, bytes_reserved=reserved)
-        except (PdfError, SignatureValidationError, SigningError, ValueError) as e:
-            raise SignError(f"could not sign the PDF: {e}") from e
+        except TimestampRequestError as e:  # down, refused, an HTTP error page, a refusal by the TSA
+            raise SignError(f"timestamp authority {_tsa_name(timestamper)} did not answer: {_tsa_cause(e)}") from e
+        except Exception as e:
+            if timestamper is not None and _raised_by_timestamper(e):
+                # a reply labelled as a timestamp that is not one: pyHanko lets asn1crypto's errors through
+                # (ValueError, TypeError, …), which would otherwise read as a fault of the PDF or a traceback
+                cause = f"an unreadable timestamp reply ({' '.join(str(e).split()) or type(e).__name__})"
+                raise SignError(f"timestamp authority {_tsa_name(timestamper)} did not answer: {cause}") from e
+            if isinstance(e, (PdfError, SignatureValidationError, SigningError, ValueError)):
+                raise SignError(f"could not sign the PDF: {e}") from e
+            raise
         return bytes(out.getbuffer())
 
     # Reserving room for the CMS ourselves spares pyHanko a dry-run signature to measure it. The first
@@ -493,6 +503,42 @@ def sign_pdf(
     if size is not None:
         key.cms_sizes[shape] = max(size, key.cms_sizes.get(shape, 0))
     return signed
+
+
+def _tsa_name(timestamper: TimeStamper | None) -> str:
+    """The TSA's URL (pyHanko's HTTP timestampers keep it as ``url``), for the operator to know which one."""
+    url = getattr(timestamper, "url", None)
+    return str(url) if url else type(timestamper).__name__
+
+
+def _tsa_cause(e: TimestampRequestError) -> str:
+    """What went wrong, in words: pyHanko's own message is generic ("Error in communication with timestamp
+    server") and hides the useful part in the HTTP response it carries or in the exceptions it chains."""
+    response = e.args[1] if len(e.args) > 1 else None
+    status = getattr(response, "status_code", None)
+    if status is not None:
+        reason = getattr(response, "reason", "") or ""
+        content_type = getattr(response, "headers", {}).get("Content-Type") or "none"
+        return f"HTTP {status} {reason}".rstrip() + f" with Content-Type {content_type}, not a timestamp reply"
+    innermost: BaseException = e
+    while innermost.__cause__ is not None or innermost.__context__ is not None:
+        innermost = innermost.__cause__ or innermost.__context__  # type: ignore[assignment]
+    if innermost is not e and str(innermost):
+        return str(innermost)  # e.g. "[Errno 111] Connection refused", "timed out"
+    return str(e.args[0]) if e.args else type(e).__name__
+
+
+def _raised_by_timestamper(e: BaseException) -> bool:
+    """Whether ``e`` came out of pyHanko's timestamp client (its traceback passes through it)."""
+    tb = e.__traceback__
+    while tb is not None:
+        if _TIMESTAMPS_PACKAGE in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+_TIMESTAMPS_PACKAGE = os.path.join("pyhanko", "sign", "timestamps", "")
 
 
 def _cms_size(pdf: bytes) -> int | None:

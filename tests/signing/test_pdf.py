@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import shutil
+import socket
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 from node.samples import sample_pdf
+from signing.errors import SignError
 from signing.keys import load_pem
 from signing.pdf import (
     COPY_BOX,
@@ -26,6 +31,7 @@ from signing.pdf import (
     verify_pdf_document,
 )
 from signing.report import Indication, SubIndication
+from signing.timestamps import HttpTimestamper
 from signing.trust import TrustStore
 from tests.conftest import require
 from tests.signing.fixtures import CaFixture
@@ -206,8 +212,6 @@ def test_unsigned_and_broken_pdfs(trust: TrustStore) -> None:
 
 
 def test_cannot_sign_what_is_not_a_pdf(key: PdfSigningKey) -> None:
-    from signing.errors import SignError
-
     with pytest.raises(SignError, match="PDF"):
         sign_pdf(b"hello", key)
 
@@ -242,3 +246,81 @@ def test_the_room_a_cms_used_is_read_from_its_der_length_even_when_it_ends_in_ze
     long_form = b"308203e8" + b"ab" * 1000 + b"0" * 100  # SEQUENCE of 1000 bytes, two length bytes
     assert _cms_size(b"/Contents <" + long_form + b">") == 1004
     assert _cms_size(b"/Contents <not hex>") is None
+
+
+# --- a timestamp authority that fails ------------------------------------------------------------------
+
+
+@pytest.fixture
+def refusing_tsa() -> Iterator[str]:
+    """A TSA address on a port bound but not listening: every connection is refused (and no one else can take
+    the port while the test runs)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}/tsa"
+
+
+def _tsa_answering(status: int, content_type: str, body: bytes) -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/tsa"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+@pytest.fixture
+def failing_tsa() -> Iterator[str]:
+    """A TSA whose web server answers every request with an error page."""
+    yield from _tsa_answering(500, "text/html", b"<h1>Internal Server Error</h1>")
+
+
+@pytest.fixture
+def garbling_tsa() -> Iterator[str]:
+    """A TSA that labels its answer as a timestamp reply, but the bytes are not one."""
+    yield from _tsa_answering(200, "application/timestamp-reply", b"garbage")
+
+
+def _seal_with(key: PdfSigningKey, url: str) -> bytes:
+    options = PdfSignOptions(role=SignatureRole.ORGANISATION)
+    return sign_pdf(sample_pdf("tsa"), key, options, timestamper=HttpTimestamper(url, timeout=5).pyhanko)
+
+
+def test_a_timestamp_authority_refusing_connections_is_a_sign_error_naming_it(
+    key: PdfSigningKey, refusing_tsa: str
+) -> None:
+    with pytest.raises(SignError) as raised:
+        _seal_with(key, refusing_tsa)
+    assert str(raised.value).startswith(f"timestamp authority {refusing_tsa} did not answer: ")
+    assert "Connection refused" in str(raised.value)
+
+
+def test_a_timestamp_authority_answering_500_is_a_sign_error_naming_it(key: PdfSigningKey, failing_tsa: str) -> None:
+    with pytest.raises(SignError) as raised:
+        _seal_with(key, failing_tsa)
+    assert str(raised.value) == (
+        f"timestamp authority {failing_tsa} did not answer: "
+        "HTTP 500 Internal Server Error with Content-Type text/html, not a timestamp reply"
+    )
+
+
+def test_a_timestamp_authority_answering_garbage_is_a_sign_error_naming_it(
+    key: PdfSigningKey, garbling_tsa: str
+) -> None:
+    with pytest.raises(SignError) as raised:
+        _seal_with(key, garbling_tsa)
+    assert str(raised.value).startswith(f"timestamp authority {garbling_tsa} did not answer: an unreadable timestamp")
