@@ -32,7 +32,7 @@ from node.tokens import Role, TokenError, authenticate
 from schemas import VIETNAM_TIME
 from signing.errors import SigningError
 from storage.errors import StorageError
-from storage.exchange import DeliveryRow, EnvelopeRow, NonceRow, StatusRow
+from storage.exchange import DeliveryRow, EnvelopeRow, NonceRow, OutboxRow, StatusRow
 
 log = logging.getLogger("lienthong.api")
 PROBLEM = "application/problem+json"
@@ -498,7 +498,11 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "statuses:read"))],
         sender: Annotated[str | None, Query(max_length=35, description="only the document from this sender")] = None,
     ) -> dict[str, Any]:
-        return {"document_id": document_id, "history": status_history(runtime, document_id, sender)}
+        return {
+            "document_id": document_id,
+            "history": status_history(runtime, document_id, sender),
+            "sent": sent_copies(runtime, document_id, sender),
+        }
 
     @app.post("/api/v1/statuses", status_code=202, tags=["statuses"])
     def post_status(
@@ -784,6 +788,32 @@ def _cannot_sign(e: SigningError) -> ProblemError:
     """The node's own key, token or timestamp authority failed: not the clerk's doing, and nothing was queued."""
     log.error("cannot sign: %s", log_safe(e))
     return ProblemError(503, "cannot-sign", f"this node cannot sign now: {e}; nothing was queued")
+
+
+def sent_copies(runtime: NodeRuntime, document_id: str, sender: str | None = None) -> list[dict[str, Any]]:
+    """Every envelope of this document this node sent, with its delivery to the next hop (pending, done, dead):
+    where a clerk learns that the axis refused it, since then no recipient will ever answer."""
+    query = (
+        select(EnvelopeRow, OutboxRow)
+        .join(OutboxRow, OutboxRow.envelope_id == EnvelopeRow.id)
+        .where(EnvelopeRow.direction == "out", EnvelopeRow.kind == "document", EnvelopeRow.document_id == document_id)
+    )
+    if sender is not None:
+        query = query.where(EnvelopeRow.sender == sender)
+    with runtime.session() as s:
+        return [
+            {
+                "message_id": envelope.message_id,
+                "sender": envelope.sender,
+                "to": outbox.destination,
+                "state": outbox.state,
+                "attempts": outbox.attempts,
+                "queued_at": outbox.created_at.astimezone(VIETNAM_TIME).isoformat(),
+                "delivered_at": outbox.done_at.astimezone(VIETNAM_TIME).isoformat() if outbox.done_at else None,
+                "last_error": outbox.last_error,
+            }
+            for envelope, outbox in s.execute(query.order_by(EnvelopeRow.id, OutboxRow.id)).all()
+        ]
 
 
 def status_history(runtime: NodeRuntime, document_id: str, sender: str | None = None) -> list[dict[str, Any]]:

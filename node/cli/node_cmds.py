@@ -11,7 +11,7 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from node._private.text import inert
-from node.errors import NodeError
+from node.errors import AmbiguousDocumentError, NodeError
 from signing.errors import SigningError
 
 out = Console(soft_wrap=True)
@@ -30,6 +30,14 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="The node's config file (default: $LIENTHONG_CONFIG).", show_default=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+SenderOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sender",
+        help="The organisation that sent the document: needed only when two senders used the same DocumentId.",
+        show_default=False,
+    ),
+]
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -150,18 +158,19 @@ def send(
 def status(
     document_id: Annotated[str, typer.Argument(help="The DocumentId.")],
     config: ConfigOption = None,
+    sender: SenderOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """The status history of a document, per organisation (lịch sử trạng thái), and how its sending went.
 
     Exit 1 when this node has no such document, or when no copy of it could be delivered to the axis.
     """
-    from node.api import status_history
+    from node.api import sent_copies, status_history
 
     runtime = _runtime(config)
     try:
-        history = status_history(runtime, document_id)
-        sent = _sent_copies(runtime, document_id)
+        history = status_history(runtime, document_id, sender)
+        sent = sent_copies(runtime, document_id, sender)
         known = bool(history or sent) or _received(runtime, document_id)
     finally:
         runtime.close()
@@ -181,52 +190,28 @@ def status(
         if not history:
             out.print(f"No status is known for {document_id} yet.")
         else:
+            senders = sorted({item["document_sender"] for item in history})
             table = Table(title=f"Statuses of {document_id}", title_justify="left")
             table.add_column("when (ICT)", no_wrap=True)
+            if len(senders) > 1:  # two senders used this DocumentId: say whose document each status is about
+                table.add_column("document of", no_wrap=True)
             table.add_column("organisation", no_wrap=True)
             table.add_column("status")
             table.add_column("description")
             for item in history:
+                whose = [Text(inert(item["document_sender"]))] if len(senders) > 1 else []
                 table.add_row(  # the description is the answering organisation's text: inert, not markup
                     _local_time(item["stated_at"]),
+                    *whose,
                     Text(inert(item["reporter"])),
                     status_label(item["code"]),
                     Text(inert(item["description"])),
                 )
             out.print(table)
+            if len(senders) > 1:
+                out.print(f"Two or more senders used this DocumentId; --sender {senders[0]} shows one of them.")
     if not known or undelivered:
         raise typer.Exit(1)
-
-
-def _sent_copies(runtime, document_id: str) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
-    """Every envelope of this document this node sent, with the state of its delivery to the next hop."""
-    from sqlalchemy import select
-
-    from storage.exchange import EnvelopeRow, OutboxRow
-
-    with runtime.session() as s:
-        rows = s.execute(
-            select(EnvelopeRow, OutboxRow)
-            .join(OutboxRow, OutboxRow.envelope_id == EnvelopeRow.id)
-            .where(
-                EnvelopeRow.direction == "out",
-                EnvelopeRow.kind == "document",
-                EnvelopeRow.document_id == document_id,
-            )
-            .order_by(EnvelopeRow.id, OutboxRow.id)
-        ).all()
-        return [
-            {
-                "message_id": envelope.message_id,
-                "to": outbox.destination,
-                "state": outbox.state,  # pending | done | dead
-                "attempts": outbox.attempts,
-                "queued_at": _local_time(outbox.created_at),
-                "delivered_at": _local_time(outbox.done_at) if outbox.done_at else None,
-                "last_error": outbox.last_error,
-            }
-            for envelope, outbox in rows
-        ]
 
 
 def _received(runtime, document_id: str) -> bool:  # type: ignore[no-untyped-def]
@@ -240,10 +225,10 @@ def _received(runtime, document_id: str) -> bool:  # type: ignore[no-untyped-def
         )
 
 
-def _sending_line(copy: dict[str, object]) -> Text:
+def _sending_line(copy: dict[str, Any]) -> Text:
     message = f"message {str(copy['message_id'])[:16]}"
     if copy["state"] == "done":
-        return Text(f"Sent: {message} was delivered to {copy['to']} at {copy['delivered_at']}.")
+        return Text(f"Sent: {message} was delivered to {copy['to']} at {_local_time(copy['delivered_at'])}.")
     if copy["state"] == "dead":
         return Text.assemble(
             ("NOT DELIVERED: ", "bold red"),
@@ -252,7 +237,7 @@ def _sending_line(copy: dict[str, object]) -> Text:
         )
     if not copy["attempts"]:
         return Text(
-            f"Waiting: {message} is queued for {copy['to']} since {copy['queued_at']}; "
+            f"Waiting: {message} is queued for {copy['to']} since {_local_time(copy['queued_at'])}; "
             "the running node sends it (is `lienthong serve` running for this node?)."
         )
     return Text(
@@ -299,9 +284,12 @@ def answer(
         str, typer.Option("--description", "-d", help="What the sender reads, e.g. 'Đã vào sổ'.")
     ] = "",
     staff: Annotated[str, typer.Option("--staff", help="Who handles it (StaffInfo), e.g. for 04 assigned.")] = "",
+    sender: SenderOption = None,
 ) -> None:
     """Send a signed status about a received document back to its sender."""
-    _send_status(config, document_id, code, organisation, description, staff, allowed={3, 4, 5, 6, 15, 16})
+    _send_status(
+        config, document_id, code, organisation, description, staff, allowed={3, 4, 5, 6, 15, 16}, sender=sender
+    )
 
 
 def recall(
@@ -315,7 +303,14 @@ def recall(
 
 
 def _send_status(
-    config: Path | None, document_id: str, code: int, organisation: str, description: str, staff: str, allowed: set[int]
+    config: Path | None,
+    document_id: str,
+    code: int,
+    organisation: str,
+    description: str,
+    staff: str,
+    allowed: set[int],
+    sender: str | None = None,
 ) -> None:
     from node.sending import send_status
     from schemas import StaffInfo, StatusCode
@@ -334,7 +329,10 @@ def _send_status(
             code=StatusCode(code),
             description=description,
             staff=StaffInfo(staff=staff),
+            document_sender=sender,
         )
+    except AmbiguousDocumentError as e:
+        raise _fail(f"{e} with --sender") from None
     except NodeError as e:
         raise _fail(str(e)) from None
     except SigningError as e:  # the seal's key or its passphrase, the TSA

@@ -38,6 +38,9 @@ def test_a_report_crosses_two_axes_is_verified_stored_once_and_answered_01(excha
 
     history = wait_until("01 at the sender", lambda: (h := dept.statuses(doc)) and "01" in codes(h) and h)
     assert [h["reporter"] for h in history] == [MINISTRY.organ_id]
+    # beside the history, how the sending went: delivered to the provincial axis once
+    copies = dept.http.get("/api/v1/statuses", params={"document_id": doc}).json()["sent"]
+    assert [(c["to"], c["state"], c["message_id"]) for c in copies] == [("truc-tinh", "done", sent["message_id"])]
     # the route: both axes appended their hop; the recipient holds the bytes with the trace
     raw = ministry.http.get(f"/api/v1/messages/{sent['message_id']}/raw").content
     from schemas import parse_message

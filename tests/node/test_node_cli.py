@@ -262,3 +262,45 @@ def test_token_and_answer_help_say_what_each_command_and_option_is_for(command: 
     assert result.exit_code == 0, result.output
     for text in expected:
         assert text in result.output
+
+
+def test_answering_a_document_id_two_senders_used_asks_which_and_answers_the_one_named(network: Network) -> None:
+    """Two senders picked the same DocumentId (UUIDs are the sender's choice): the clerk names the sender."""
+    import secrets
+    import uuid
+
+    ministry = network.node("bo-tai-chinh").config
+    shared, senders = str(uuid.uuid4()), ("000.01.41.H41", "000.00.00.G09")
+    before = envelopes(ministry)
+    runtime = NodeRuntime(load_settings(ministry))
+    try:
+        with runtime.session() as s:  # as receiving leaves them: two received documents, one id
+            for sender in senders:
+                s.add(
+                    EnvelopeRow(
+                        direction="in",
+                        kind="document",
+                        message_id=secrets.token_hex(32),
+                        sender=sender,
+                        recipient="000.00.00.G12",
+                        document_id=shared,
+                        code=f"1/BC-{sender[-3:]}",
+                        object_key="none",
+                        sha256="0" * 64,
+                        size=0,
+                    )
+                )
+    finally:
+        runtime.close()
+    answer = ["answer", shared, "3", "--as", "000.00.00.G12", "--config", str(ministry)]
+    result = runner.invoke(app, answer)
+    assert result.exit_code == 1, result.output
+    assert "2 senders" in result.output and "--sender" in result.output
+    assert envelopes(ministry) == before + 2, "nothing queued"
+
+    result = runner.invoke(app, [*answer, "--sender", senders[1]])
+    assert result.exit_code == 0, result.output
+    assert senders[1] in result.output  # queued for the one named
+    shown = runner.invoke(app, ["status", shared, "--config", str(ministry), "--sender", senders[1], "--json"])
+    history = json.loads(shown.output)["history"]
+    assert [(h["code"], h["document_sender"]) for h in history] == [("03", senders[1])]
