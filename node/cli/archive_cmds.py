@@ -5,15 +5,20 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shlex
 import sys
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
-from node.cli.node_cmds import ConfigOption, JsonOption, _fail, _runtime, err, out
+from node._private.text import inert
+from node.cli.node_cmds import _VERIFIED, ConfigOption, JsonOption, _fail, _local_time, _runtime, err, out, status_label
+
+if TYPE_CHECKING:
+    from storage.archive import ArchiveEntry
 
 app = typer.Typer(help="The archive: search, get the exact bytes, re-verify, export as BagIt.", no_args_is_help=True)
 ACTOR = "cli"
@@ -100,25 +105,65 @@ def search(
         }
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         return
-    total = f"{page.total:,}" if page.total_exact else f"more than {page.total:,}"
-    table = Table(title=f"Archive: {total} match(es)", title_justify="left")
-    for column in ("id", "date", "dir", "from", "document", "subject", "status", "verified"):
-        table.add_column(column)
-    for item in page.items:
-        when = (item.promulgation_date or item.archived_at.date()).isoformat()
-        table.add_row(
-            str(item.id),
-            when,
-            item.direction,
-            item.sender,
-            item.code or item.document_id,
-            item.subject[:60],
-            item.latest_status or item.status_code or "",
-            item.verified,
+    if not page.items:
+        given = _given_filters(
+            text=text,
+            agency=agency,
+            sender=sender,
+            recipient=recipient,
+            direction=direction,
+            kind=kind,
+            document_id=document_id,
+            code=code,
+            type=document_type,
+            status=status,
+            period=period,
+            **{"from": date_from, "to": date_to},
         )
-    out.print(table)
+        further = " further" if cursor else ""
+        out.print(Text(f"No{further} archive entry matches {given}." if given else "The archive holds no entry yet."))
+        return
+    total = f"{page.total:,}" if page.total_exact else f"more than {page.total:,}"
+    # one block per entry, not a table: a table cut DocumentIds and codes short in 80 columns ("000.01.4…"),
+    # and the archivist copies the DocumentId whole to act on it; what the sender wrote is shown inert
+    out.print(Text(f"Archive: {total} match(es), newest first:", style="bold"))
+    for item in page.items:
+        out.print(_entry_header(item))
+        out.print(Text(f"  {inert(item.document_id)}"))
+        if item.kind == "status":
+            out.print(Text(f"  status {status_label(item.status_code or '')}"))
+        else:
+            out.print(Text("  " + "  ".join(inert(part) for part in (item.code, item.subject) if part)))
     if page.next_cursor:
         out.print(f"next page: --cursor {page.next_cursor}")
+
+
+def _entry_header(item: ArchiveEntry) -> Text:
+    """``id 3  dated 2026-11-16  in document from 000.01.41.H41  ✔ TOTAL_PASSED  01 đã đến (arrived)``: the
+    date is the search date, the promulgation date or else the archiving time in Vietnam time."""
+    when = (
+        f"dated {item.promulgation_date.isoformat()}"
+        if item.promulgation_date
+        else f"archived {_local_time(item.archived_at)} ICT"
+    )
+    if item.verified:
+        verdict = _VERIFIED.get(item.verified, (inert(item.verified), "yellow"))
+    else:
+        verdict = ("not verified (sent by this node)", "dim") if item.direction == "out" else ("not verified", "yellow")
+    latest = f"  {status_label(item.latest_status)}" if item.kind == "document" and item.latest_status else ""
+    return Text.assemble(
+        (f"id {item.id}", "bold"),
+        f"  {when}  {item.direction} {item.kind} from {inert(item.sender)}  ",
+        verdict,
+        latest,
+    )
+
+
+def _given_filters(**options: str | None) -> str:
+    """The filters a search was given, as typed on the command line (values inert: they may be pasted text)."""
+    return " ".join(
+        f"--{name.replace('_', '-')} {shlex.quote(inert(value))}" for name, value in options.items() if value
+    )
 
 
 @app.command()

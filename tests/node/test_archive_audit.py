@@ -125,6 +125,71 @@ def test_a_date_in_the_wrong_format_is_named_with_the_form_to_use(archive: Archi
     assert code == 1 and "--to '2026-13-01' is not a date" in output
 
 
+def test_search_in_80_columns_shows_whole_document_ids_codes_and_subjects(archive: Archive) -> None:
+    # the table cut DocumentIds and codes ("000.01.4…", "245/BC-S…") and subjects at 60 characters with no "…"
+    result = runner.invoke(
+        app, ["archive", "search", "--config", str(archive.ministry_config), "--direction", "in"], env={"COLUMNS": "80"}
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "Archive: 3 match(es), newest first:"
+    subject = "Báo cáo tình hình thực hiện dự toán ngân sách nhà nước tháng 10/2026"
+    assert len(subject) > 60
+    for document_id in archive.documents:
+        assert f"  {document_id}" in lines
+        code = document_id.rsplit(",", 1)[1]
+        assert f"  {code}  {subject}" in lines
+    assert "…" not in result.output
+    headers = [line for line in lines if line.startswith("id ")]
+    assert len(headers) == 3
+    assert all("dated 2026-11-16  in document from 000.01.41.H41  ✔ TOTAL_PASSED" in h for h in headers)
+
+
+def test_search_shows_archiving_times_in_vietnam_time_and_the_senders_text_inert(
+    archive: Archive, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from storage.archive import ArchiveIndex, ArchiveRecord
+
+    config = _copy_node(archive, tmp_path)
+    document_id = "000.01.41.H41,2026/11/16,12345/QĐ-UBND-VPTTHCC"
+    runtime = NodeRuntime(load_settings(config))
+    try:
+        ArchiveIndex(runtime.engine).add(
+            ArchiveRecord(
+                agency=MINISTRY.organ_id,
+                direction="in",
+                kind="document",
+                message_id="cd" * 32,
+                document_id=document_id,
+                object_key="sha256/" + "0" * 64,
+                code="12345/QĐ-UBND-VPTTHCC",
+                subject="Quyết định [bold red]ĐÃ DUYỆT[/] \u202etháng 10",
+                sender="000.01.41.H41",
+                verified="TOTAL_PASSED",
+                archived_at=datetime(2026, 11, 23, 14, 6, 50, tzinfo=UTC),
+            )
+        )
+    finally:
+        runtime.close()
+    result = runner.invoke(
+        app, ["archive", "search", "--config", str(config), "--document-id", document_id], env={"COLUMNS": "80"}
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].startswith("id ") and "archived 2026-11-23 21:06:50 ICT  in document from 000.01.41.H41" in lines[1]
+    assert lines[2] == f"  {document_id}"
+    assert lines[3] == "  12345/QĐ-UBND-VPTTHCC  Quyết định [bold red]ĐÃ DUYỆT[/] \\u202etháng 10"
+
+
+def test_a_search_without_matches_says_so_with_the_filters_given(archive: Archive) -> None:
+    config = str(archive.ministry_config)
+    code, output = cli("archive", "search", "--config", config, "--code", "999/BC-STC", "--text", "ngân sách")
+    assert code == 0, output
+    assert output.strip() == "No archive entry matches --text 'ngân sách' --code 999/BC-STC."
+
+
 def entry_id(archive: Archive, document_id: str) -> int:
     items = search(archive, "--document-id", document_id, "--direction", "in")["items"]
     assert isinstance(items, list) and len(items) == 1
