@@ -942,6 +942,7 @@ async def _list_inbox(
 
     deadline = time.monotonic() + wait
     events: dict[str, Any] = app.state.mail_events
+    stopping: Callable[[], bool] = getattr(app.state, "stopping", lambda: False)  # set by `lienthong serve`
     while True:
         # The event exists before the look: a delivery committed right after it still wakes this wait.
         event = events.get(node_id)
@@ -949,7 +950,7 @@ async def _list_inbox(
             event = events[node_id] = anyio.Event()
         items = await anyio.to_thread.run_sync(lambda: _inbox(runtime, node_id, limit, inline))
         remaining = deadline - time.monotonic()
-        if items or remaining <= 0:
+        if items or remaining <= 0 or stopping():
             return items
         # At most a second: deliveries queued by another process (a replica, or the axis's own inbox worker
         # routing what its parent sent) wake nobody here, and are seen at the next look.

@@ -105,16 +105,21 @@ def serve(config: ConfigOption = None) -> None:
     err.print(f"[bold]{settings.role}[/] node {settings.node_id} on http://{settings.host}:{settings.port}")
     app = create_app(runtime)
     _settle_garbage_collector()
-    try:
-        uvicorn.run(
+    server = uvicorn.Server(
+        uvicorn.Config(
             app,
             host=settings.host,
             port=settings.port,
             log_level="warning",
             access_log=False,
-            # an inbox long-poll may be open for seconds: stop waiting for it (its delivery comes again)
+            # a request still running after this is cancelled (an inbox long-poll ends sooner: see below)
             timeout_graceful_shutdown=2,
         )
+    )
+    # Open inbox long-polls end (empty) once a stop is asked, instead of being cancelled mid-wait.
+    app.state.stopping = lambda: server.should_exit
+    try:
+        server.run()
     finally:
         runtime.close()
 

@@ -160,3 +160,18 @@ def test_duplicate_and_out_of_order_deliveries_are_stored_once(network: RunningN
     time.sleep(1.0)
     copies = [r for r in ministry.received(kind="document") if r["message_id"] == first["message_id"]]
     assert len(copies) == 1
+
+
+def test_a_stopped_axis_ends_its_open_long_polls_instead_of_cancelling_them(network: RunningNetwork) -> None:
+    """SIGTERM while the agencies long-poll it: each poll ends (empty) and the axis exits, with nothing in its
+    log about a cancelled request: an operator reads an ERROR there as something lost."""
+    log = network.log_dir / "truc.log"
+    already = log.stat().st_size
+    time.sleep(1.5)  # both agencies are inside a long-poll by now: they poll again as soon as one ends
+    started = time.monotonic()
+    network.stop("truc")
+    took = time.monotonic() - started
+    network.start(["truc"])
+    said = log.read_bytes()[already:].decode(errors="replace")
+    assert "CancelledError" not in said and "Exception in ASGI application" not in said, said
+    assert took < 2.0, f"the axis took {took:.1f}s to stop"
