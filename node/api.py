@@ -648,10 +648,15 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
     def latest_checkpoint(
         _who: Annotated[tuple[str, Role], Depends(token_auth(runtime, "audit:read"))],
     ) -> dict[str, Any]:
-        from node.audit import checkpoint_json, publish_checkpoint
+        from node.audit import checkpoint_json, cosigned_checkpoint, publish_checkpoint, witness_verifier_key
 
+        # The latest checkpoint, and the latest one the axis cosigned with the key to check that cosignature:
+        # an auditor needs both to hold the node to what its axis has seen (docs/audit-log.md).
+        upstream = runtime.upstream
         return checkpoint_json(runtime.audit.latest_checkpoint() or publish_checkpoint(runtime)) | {
-            "log_key": runtime.log_signer.verifier.vkey()
+            "log_key": runtime.log_signer.verifier.vkey(),
+            "cosigned_note": cosigned_checkpoint(runtime),
+            "witness_key": witness_verifier_key(runtime, upstream.node_id) if upstream is not None else None,
         }
 
     @app.post("/api/v1/audit/checkpoints", tags=["audit"])

@@ -177,6 +177,18 @@ def test_the_axis_witnesses_each_node_and_refuses_a_rewritten_history(exchange: 
     finally:
         runtime.close()
 
+    # an auditor of the node gets, over the API, the cosigned checkpoint and both keys to check it offline
+    from storage.checkpoint import NoteVerifier, verify_checkpoint, verify_cosignature
+
+    published = httpx.get(plan.url + "/api/v1/audit/checkpoint", headers={"Authorization": f"Bearer {plan.token}"})
+    assert published.status_code == 200, published.text
+    body = published.json()
+    cosigned_note = body["cosigned_note"]
+    checkpoint, _ = verify_checkpoint(cosigned_note, NoteVerifier.from_vkey(body["log_key"]))
+    assert checkpoint.size >= last
+    assert verify_cosignature(cosigned_note, NoteVerifier.from_vkey(body["witness_key"])) > 0
+    assert body["witness_key"].startswith("lienthong-witness/truc-tinh+")
+
     # the node's key signs a checkpoint of a different history of the same size: a fork
     key = NodeKey.load(exchange.network.directory / "so-tai-chinh" / "node-key.pem", "so-tai-chinh")
     forged = sign_checkpoint(
