@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
@@ -28,6 +28,9 @@ from node.runtime import NodeRuntime
 from schemas import Message
 from signing.report import VerificationReport
 from storage.archive import ArchiveEntry, ArchiveIndex, ArchivePage, ArchiveQuery, ArchiveRecord
+
+if TYPE_CHECKING:
+    from storage.bagit import BagFile
 
 # An actor reading more entries than this within an hour is unusual (flagged in the audit log).
 UNUSUAL_READS_PER_HOUR = 200
@@ -230,6 +233,9 @@ class ExportResult:
     entries: int
     files: int
     proofs: int
+    # what the export says of the axis's witness: "cosigned by truc at size 40, consistent with size 57", or
+    # why there is no cosigned checkpoint in it
+    witnessed: str = ""
 
 
 class ExportError(NodeError, ValueError):
@@ -269,7 +275,9 @@ def export(
     ``data/envelopes/`` holds the exact bytes, ``data/reports/`` the verification reports, ``data/evidence/``
     the OCSP responses and CRLs, ``data/entries/`` the index fields of each entry, ``data/audit/`` the log's
     checkpoint, its verifier key and, for every event that names an exported object, the event with its
-    inclusion proof against that checkpoint.
+    inclusion proof against that checkpoint; then the latest checkpoint the axis cosigned, the axis's witness
+    key and a consistency proof from it to the export's checkpoint (signed at export time, so never
+    cosigned), or in ``data/audit/README.txt`` why there is none.
 
     Raises :class:`ExportError`, before anything is read or written, when the destination exists, when nothing
     matches, or when more than ``max_entries`` match (an export for a court or an archive must not be silently
@@ -340,6 +348,8 @@ def export(
             "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in proofs).encode(),
         ),
     ]
+    witness_files, witnessed = _witnessed(runtime, checkpoint.size)
+    audit += witness_files
     path = write_bag(
         Path(target),
         [*files, *audit],
@@ -347,6 +357,66 @@ def export(
             "Source-Organization": ", ".join(runtime.organisations) or runtime.settings.node_id,
             "External-Description": f"Liên thông archive export of {len(entries)} envelope(s)",
             "External-Identifier": f"lienthong/{runtime.settings.node_id}/{checkpoint.size}",
+            "Lienthong-Witness": witnessed,
         },
     )
-    return ExportResult(str(path), len(entries), len(files) + len(audit), len(proofs))
+    return ExportResult(str(path), len(entries), len(files) + len(audit), len(proofs), witnessed)
+
+
+def _witnessed(runtime: NodeRuntime, size: int) -> tuple[list[BagFile], str]:
+    """The axis's witness over the export's checkpoint of ``size``: the latest checkpoint it cosigned, its key,
+    and the consistency proof from that one to the export's (signed just now, so not cosigned itself); with a
+    README saying how to check them, or why there are none. Also the one line for bag-info.txt."""
+    from node.audit import consistency, latest_cosigned, witness_verifier_key
+    from storage.bagit import AUDIT_DIR, BagFile
+
+    cosigned = latest_cosigned(runtime, at_most=size)
+    if cosigned is None:
+        if runtime.upstream is None:
+            why = "no cosigned checkpoint: this node has no upstream axis, so no witness cosigns its log"
+        else:
+            why = (
+                f"no cosigned checkpoint: the axis {runtime.upstream.node_id} has not cosigned a checkpoint of "
+                "this log yet (it does every checkpoint_interval while the node runs)"
+            )
+        readme = _AUDIT_README + (
+            f"\nThis export has {why}.\nIts events are vouched for only by checkpoint.txt, which the node itself"
+            " signed at export time.\n"
+        )
+        return [BagFile(f"{AUDIT_DIR}/README.txt", readme.encode())], why
+    keys = [key for key in (witness_verifier_key(runtime, w) for w in cosigned.witnesses) if key is not None]
+    proof = consistency(runtime, cosigned.size, size)  # checked against both roots before it is written
+    witnessed = (
+        f"cosigned by {', '.join(cosigned.witnesses)} at size {cosigned.size}; "
+        f"consistency proof to the export's checkpoint of size {size}"
+    )
+    readme = _AUDIT_README + (
+        f"\nThis export's checkpoint (size {size}) extends the checkpoint {', '.join(cosigned.witnesses)} cosigned"
+        f" at size {cosigned.size}: consistency.json proves it.\n"
+    )
+    files = [
+        BagFile(f"{AUDIT_DIR}/cosigned-checkpoint.txt", cosigned.note.encode()),
+        BagFile(f"{AUDIT_DIR}/witness-key.txt", "".join(key + "\n" for key in keys).encode()),
+        BagFile(f"{AUDIT_DIR}/consistency.json", (json.dumps(proof) + "\n").encode()),
+        BagFile(f"{AUDIT_DIR}/README.txt", readme.encode()),
+    ]
+    return files, witnessed
+
+
+_AUDIT_README = """\
+The audit trail of this export (Liên thông; see docs/archive.md, "BagIt export", and docs/audit-log.md).
+
+checkpoint.txt            a checkpoint of the node's audit log, signed by the node at export time (C2SP signed note)
+log-key.txt               the log's verifier key: compare it with the key the node's operator published
+proofs.jsonl              each event naming an exported object, with its inclusion proof against checkpoint.txt
+
+When the axis had cosigned a checkpoint of the log before the export:
+cosigned-checkpoint.txt   the latest checkpoint the axis cosigned (the node's signature, then the axis's
+                          tlog-cosignature/v1 line)
+witness-key.txt           the axis's witness verifier key: compare it with the key the axis published
+consistency.json          the RFC 9162 consistency proof from cosigned-checkpoint.txt to checkpoint.txt: the
+                          export's checkpoint extends, unchanged, the history the axis witnessed
+
+Check the signatures with the published keys, never with the copies here, and take both roots from the
+verified checkpoints, not from consistency.json.
+"""

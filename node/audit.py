@@ -32,24 +32,49 @@ def publish_checkpoint(runtime: NodeRuntime) -> StoredCheckpoint:
     return runtime.audit.checkpoint(runtime.log_signer)
 
 
-def cosigned_checkpoint(runtime: NodeRuntime) -> str | None:
-    """The latest checkpoint a witness cosigned, as a note with the witnesses' lines; None before the first.
+@dataclass(frozen=True)
+class CosignedCheckpoint:
+    """A checkpoint of this log as a witness cosigned it: the node's note followed by the witnesses' lines."""
+
+    size: int
+    note: str
+    witnesses: tuple[str, ...]  # the node ids of the witnesses whose lines the note carries
+
+
+def latest_cosigned(runtime: NodeRuntime, *, at_most: int | None = None) -> CosignedCheckpoint | None:
+    """The latest checkpoint a witness cosigned, of at most ``at_most`` entries; None before the first.
 
     The node's own stored notes carry only its signature; cosignatures come back later and are kept apart.
+    ``at_most`` keeps to a checkpoint already taken (an export's): the witness worker may meanwhile get a
+    later one cosigned, from which no consistency proof leads back.
     """
     from sqlalchemy import select
 
     from storage.exchange import CosignatureRow
 
     with runtime.session() as s:
-        size = s.scalars(select(CosignatureRow.checkpoint_size).order_by(CosignatureRow.checkpoint_size.desc())).first()
+        query = select(CosignatureRow.checkpoint_size)
+        if at_most is not None:
+            query = query.where(CosignatureRow.checkpoint_size <= at_most)
+        size = s.scalars(query.order_by(CosignatureRow.checkpoint_size.desc())).first()
         if size is None:
             return None
-        lines = s.scalars(select(CosignatureRow.line).where(CosignatureRow.checkpoint_size == size)).all()
+        rows = s.execute(
+            select(CosignatureRow.witness, CosignatureRow.line)
+            .where(CosignatureRow.checkpoint_size == size)
+            .order_by(CosignatureRow.id)
+        ).all()
     note = next((c.note for c in reversed(runtime.audit.checkpoints()) if c.size == size), None)
     if note is None:
         raise AuditLogError(f"a witness cosigned the checkpoint of size {size}, which the log no longer holds")
-    return note + "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    lines = "".join(line if line.endswith("\n") else line + "\n" for _, line in rows)
+    return CosignedCheckpoint(size, note + lines, tuple(dict.fromkeys(witness for witness, _ in rows)))
+
+
+def cosigned_checkpoint(runtime: NodeRuntime) -> str | None:
+    """The latest checkpoint a witness cosigned, as a note with the witnesses' lines; None before the first."""
+    found = latest_cosigned(runtime)
+    return None if found is None else found.note
 
 
 def witness_verifier_key(runtime: NodeRuntime, node_id: str) -> str | None:

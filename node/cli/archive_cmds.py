@@ -312,3 +312,4 @@ def export(
     finally:
         runtime.close()
     out.print(f"wrote {result.path}: {result.entries} entries, {result.files} files, {result.proofs} audit proofs")
+    out.print(f"  axis witness: {result.witnessed}", highlight=False)

@@ -369,11 +369,11 @@ def test_db_current_says_the_schema_is_the_newest(archive: Archive) -> None:
     assert f"database revision: {head()}" in output
 
 
-def _copy_node(archive: Archive, tmp_path: Path) -> Path:
+def _copy_node(archive: Archive, tmp_path: Path, node: str = "bo-tai-chinh") -> Path:
     import shutil
 
-    node_dir = archive.ministry_config.parent
-    copy_dir = tmp_path / "copy"
+    node_dir = archive.network.node(node).config.parent
+    copy_dir = tmp_path / ("copy" if node == "bo-tai-chinh" else f"copy-{node}")
     shutil.copytree(node_dir, copy_dir)
     config = copy_dir / "node.yaml"
     config.write_text(config.read_text().replace(str(node_dir), str(copy_dir)))
@@ -478,3 +478,103 @@ def test_the_cosigned_checkpoint_and_its_keys_are_printed_for_offline_checks(arc
     checkpoint, _ = verify_checkpoint(result.stdout, log_key)
     assert checkpoint.size == stored.size
     assert verify_cosignature(result.stdout, witness_key) > 0
+
+
+def _cosign_now(config: Path, axis_config: Path) -> int:
+    """What the witness worker does over HTTP: the axis cosigns the node's checkpoint, the node keeps the line.
+    The size cosigned."""
+    from node.audit import publish_checkpoint
+    from storage.exchange import CosignatureRow
+
+    node, axis = NodeRuntime(load_settings(config)), NodeRuntime(load_settings(axis_config))
+    try:
+        stored = publish_checkpoint(node)
+        vkey = axis.log_verifier_key("bo-tai-chinh")
+        assert vkey is not None
+        line = axis.witness.cosign(stored.note, [], vkey)
+        with node.session() as s:
+            s.add(CosignatureRow(checkpoint_size=stored.size, witness="truc", line=line))
+        return stored.size
+    finally:
+        node.close()
+        axis.close()
+
+
+def _bag_audit_files(target: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(target) as z:
+        return {n.rsplit("/data/audit/", 1)[1]: z.read(n) for n in z.namelist() if "/data/audit/" in n} | {
+            "bag-info.txt": z.read(next(n for n in z.namelist() if n.endswith("/bag-info.txt")))
+        }
+
+
+def test_an_export_carries_the_checkpoint_the_axis_cosigned_and_a_consistency_proof_to_its_own(
+    archive: Archive, tmp_path: Path
+) -> None:
+    # the export's checkpoint is signed at export time, which the axis never cosigned: a court could not check
+    # the axis's witness over it
+    from storage.checkpoint import COSIGNATURE_V1, NoteVerifier, verify_checkpoint, verify_cosignature
+    from storage.errors import MerkleProofError
+    from storage.merkle import verify_consistency
+
+    config = _copy_node(archive, tmp_path)
+    axis_config = _copy_node(archive, tmp_path, "truc")  # the shared axis keeps its own witness state
+    cosigned_size = _cosign_now(config, axis_config)
+    target = tmp_path / "export.zip"
+    code, output = cli("archive", "export", str(target), "--config", str(config), "--text", "ngan sach")
+    assert code == 0, output
+    assert f"axis witness: cosigned by truc at size {cosigned_size}; consistency proof" in output
+    assert verify_bag(target) == []
+    audit = _bag_audit_files(target)
+
+    # the keys as the node's operator and the axis publish them, not the bag's copies
+    axis = NodeRuntime(load_settings(axis_config))
+    try:
+        published_log_key = axis.log_verifier_key("bo-tai-chinh")
+        published_witness_key = NoteVerifier(
+            "lienthong-witness/truc", COSIGNATURE_V1, axis.node_key.public_key_bytes
+        ).vkey()
+    finally:
+        axis.close()
+    assert published_log_key is not None
+    assert audit["witness-key.txt"].decode() == published_witness_key + "\n"
+    log_key = NoteVerifier.from_vkey(published_log_key)
+    cosigned, _ = verify_checkpoint(audit["cosigned-checkpoint.txt"], log_key)
+    assert verify_cosignature(audit["cosigned-checkpoint.txt"], NoteVerifier.from_vkey(published_witness_key)) > 0
+    exported, _ = verify_checkpoint(audit["checkpoint.txt"], log_key)
+    assert cosigned.size == cosigned_size < exported.size  # the export itself is an event after the cosigning
+    proof = json.loads(audit["consistency.json"])
+    assert (proof["size1"], proof["size2"]) == (cosigned.size, exported.size)
+    hashes = [base64.b64decode(h) for h in proof["proof"]]
+    verify_consistency(cosigned.size, exported.size, hashes, cosigned.root_hash, exported.root_hash)
+    # a tampered proof, or one checked against another history, fails
+    tampered = [bytes([hashes[0][0] ^ 1]) + hashes[0][1:], *hashes[1:]]
+    with pytest.raises(MerkleProofError):
+        verify_consistency(cosigned.size, exported.size, tampered, cosigned.root_hash, exported.root_hash)
+    with pytest.raises(MerkleProofError):
+        verify_consistency(cosigned.size, exported.size, hashes[:-1], cosigned.root_hash, exported.root_hash)
+    with pytest.raises(MerkleProofError):
+        verify_consistency(cosigned.size, exported.size, hashes, b"\x01" * 32, exported.root_hash)
+    info = audit["bag-info.txt"].decode()
+    assert f"Lienthong-Witness: cosigned by truc at size {cosigned.size}" in info
+    assert "consistency.json" in audit["README.txt"].decode()
+
+
+def test_an_export_without_a_cosigned_checkpoint_says_why_instead_of_failing(archive: Archive, tmp_path: Path) -> None:
+    # the ministry's node has not been witnessed yet
+    target = tmp_path / "export.zip"
+    code, output = cli("archive", "export", str(target), "--config", str(_copy_node(archive, tmp_path)))
+    assert code == 0, output
+    assert "axis witness: no cosigned checkpoint: the axis truc has not cosigned" in output
+    audit = _bag_audit_files(target)
+    assert {"cosigned-checkpoint.txt", "witness-key.txt", "consistency.json"}.isdisjoint(audit)
+    assert "This export has no cosigned checkpoint: the axis truc has not cosigned" in audit["README.txt"].decode()
+    assert "Lienthong-Witness: no cosigned checkpoint" in audit["bag-info.txt"].decode()
+    assert verify_bag(target) == []
+    # the axis has no upstream axis: nobody cosigns its log
+    target = tmp_path / "axis.zip"
+    code, output = cli("archive", "export", str(target), "--config", str(_copy_node(archive, tmp_path, "truc")))
+    assert code == 0, output
+    assert (
+        "this node has no upstream axis, so no witness cosigns its log"
+        in _bag_audit_files(target)["README.txt"].decode()
+    )
