@@ -19,5 +19,10 @@ class SignError(SigningError):
     """Producing a signature failed (token removed, key unusable, document not signable)."""
 
 
+class TimestampError(SignError):
+    """The timestamp authority failed (down, an error page, an unreadable reply): not the document's fault, so
+    a caller can tell it apart from a file that cannot be signed (a 503 to retry later, not a 422)."""
+
+
 class DevPkiError(SigningError):
     """The development PKI could not be created or served."""

@@ -59,7 +59,7 @@ from signing._private import pdf_limits, pdf_paths, pyhanko_speedups
 from signing._private.images import handwriting_png, image_xobject, seal_png
 from signing._private.pdf_limits import PdfLimits
 from signing._private.pyhanko_signer import pyhanko_signer
-from signing.errors import SignError
+from signing.errors import SignError, TimestampError
 from signing.keys import SigningKey
 from signing.report import (
     CertificateInfo,
@@ -471,13 +471,13 @@ def sign_pdf(
         try:
             out = pdf_signer.sign_pdf(writer, appearance_text_params=params, bytes_reserved=reserved)
         except TimestampRequestError as e:  # down, refused, an HTTP error page, a refusal by the TSA
-            raise SignError(f"timestamp authority {_tsa_name(timestamper)} did not answer: {_tsa_cause(e)}") from e
+            raise TimestampError(f"timestamp authority {_tsa_name(timestamper)} did not answer: {_tsa_cause(e)}") from e
         except Exception as e:
             if timestamper is not None and _raised_by_timestamper(e):
                 # a reply labelled as a timestamp that is not one: pyHanko lets asn1crypto's errors through
                 # (ValueError, TypeError, …), which would otherwise read as a fault of the PDF or a traceback
                 cause = f"an unreadable timestamp reply ({' '.join(str(e).split()) or type(e).__name__})"
-                raise SignError(f"timestamp authority {_tsa_name(timestamper)} did not answer: {cause}") from e
+                raise TimestampError(f"timestamp authority {_tsa_name(timestamper)} did not answer: {cause}") from e
             if isinstance(e, (PdfError, SignatureValidationError, SigningError, ValueError)):
                 raise SignError(f"could not sign the PDF: {e}") from e
             raise

@@ -17,7 +17,7 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 from node.samples import sample_pdf
-from signing.errors import SignError
+from signing.errors import SignError, TimestampError
 from signing.keys import load_pem
 from signing.pdf import (
     COPY_BOX,
@@ -212,8 +212,9 @@ def test_unsigned_and_broken_pdfs(trust: TrustStore) -> None:
 
 
 def test_cannot_sign_what_is_not_a_pdf(key: PdfSigningKey) -> None:
-    with pytest.raises(SignError, match="PDF"):
+    with pytest.raises(SignError, match="PDF") as raised:
         sign_pdf(b"hello", key)
+    assert not isinstance(raised.value, TimestampError)
 
 
 def test_room_for_the_signature_shrinks_to_what_the_key_needs(test_ca: CaFixture, trust: TrustStore) -> None:
@@ -303,14 +304,14 @@ def _seal_with(key: PdfSigningKey, url: str) -> bytes:
 def test_a_timestamp_authority_refusing_connections_is_a_sign_error_naming_it(
     key: PdfSigningKey, refusing_tsa: str
 ) -> None:
-    with pytest.raises(SignError) as raised:
+    with pytest.raises(TimestampError) as raised:  # a SignError, told apart from a PDF that cannot be signed
         _seal_with(key, refusing_tsa)
     assert str(raised.value).startswith(f"timestamp authority {refusing_tsa} did not answer: ")
     assert "Connection refused" in str(raised.value)
 
 
 def test_a_timestamp_authority_answering_500_is_a_sign_error_naming_it(key: PdfSigningKey, failing_tsa: str) -> None:
-    with pytest.raises(SignError) as raised:
+    with pytest.raises(TimestampError) as raised:  # a SignError, told apart from a PDF that cannot be signed
         _seal_with(key, failing_tsa)
     assert str(raised.value) == (
         f"timestamp authority {failing_tsa} did not answer: "
@@ -321,6 +322,6 @@ def test_a_timestamp_authority_answering_500_is_a_sign_error_naming_it(key: PdfS
 def test_a_timestamp_authority_answering_garbage_is_a_sign_error_naming_it(
     key: PdfSigningKey, garbling_tsa: str
 ) -> None:
-    with pytest.raises(SignError) as raised:
+    with pytest.raises(TimestampError) as raised:  # a SignError, told apart from a PDF that cannot be signed
         _seal_with(key, garbling_tsa)
     assert str(raised.value).startswith(f"timestamp authority {garbling_tsa} did not answer: an unreadable timestamp")
