@@ -450,8 +450,23 @@ def verify_envelope(
         with one_reading_budget():  # all the envelope's PDFs together, not each on its own
             for attachment in message.attachments:
                 if _is_pdf(attachment.content_type, attachment.data):
-                    sigs.extend(verify_pdf(attachment.name, attachment.data))
+                    sigs.extend(verify_pdf(attachment.name, attachment.data) or [_unsigned_pdf(attachment.name)])
     return EnvelopeVerification(report(*sigs), message, route, warnings, codes, checker.message_id)
+
+
+def _unsigned_pdf(name: str) -> SignatureReport:
+    """A document's PDF with no signature at all: the envelope's signature says who sent the file, not who issued
+    the document, whose legal signature is on the file itself (NĐ 30/2020/NĐ-CP). Not a pass, then."""
+    return SignatureReport(
+        id=f"attachment:{name}",
+        format="PAdES",
+        indication=Indication.INDETERMINATE,
+        sub_indication=SubIndication.SIGNED_DATA_NOT_FOUND,
+        reasons=(
+            f"{name} carries no signature: the document's legal signature (its signer's, then its organisation's "
+            "seal) belongs on the file itself, so who issued it cannot be established",
+        ),
+    )
 
 
 def _is_pdf(content_type: str, data: bytes) -> bool:

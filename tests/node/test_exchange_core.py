@@ -220,6 +220,19 @@ def test_a_failed_pdf_signature_is_answered_02_with_the_reason(nodes: Nodes) -> 
     assert answer.description  # the reason travels with the refusal
 
 
+def test_a_document_whose_pdf_carries_no_signature_is_answered_02_not_passed(nodes: Nodes) -> None:
+    """Sent with --no-seal and a PDF nobody signed: the envelope's signature is the sender's, but the document's
+    legal signature belongs on the file (NĐ 30/2020), so the recipient cannot call it issued, and says why."""
+    dept, ministry = nodes["so-tai-chinh"], nodes["bo-tai-chinh"]
+    message = report("221")
+    assert b"/Sig" not in message.attachments[0].data  # the sample PDF as a word processor writes it
+    result = send_document(dept, message, seal_pdfs=False)
+    final = relay(nodes, result.message_id, stored(dept, result.envelope_id))
+    outcome = receive_envelope(ministry, final, message_id=result.message_id, recipient=MINISTRY.organ_id)
+    assert outcome.answered == "02" and outcome.indication == "INDETERMINATE"
+    assert any("carries no signature" in r for r in outcome.reasons), outcome.reasons
+
+
 def test_a_hostile_pdf_is_answered_02_not_an_exception(nodes: Nodes) -> None:
     # A sender's PDF that made pyHanko raise (here AttributeError: the signature value is an array) made
     # receive_envelope raise: the delivery was retried forever and never answered.

@@ -29,9 +29,23 @@ def _pem_args(ca: CaFixture) -> list[str]:
     return ["--key", str(ca.rsa.key_path), "--cert", str(ca.rsa.cert_path), "--chain", str(ca.chain_path)]
 
 
-def test_sign_and_verify_an_envelope(message: Path, test_ca: CaFixture, tmp_path: Path) -> None:
+@pytest.fixture
+def sealed_message(test_ca: CaFixture, tmp_path: Path) -> Path:
+    """The report as a clerk sends it: its PDF carries the organisation's signature (``sign pdf``) first."""
+    pdf, sealed_pdf = tmp_path / "report.pdf", tmp_path / "report-sealed.pdf"
+    pdf.write_bytes(sample_pdf(size=5_000))
+    sealing = ["sign", "pdf", str(pdf), str(sealed_pdf), "--role", "organisation", *_pem_args(test_ca)]
+    assert runner.invoke(app, sealing).exit_code == 0
+    report = sample_monthly_report(pdf_size=5_000)
+    attachment = report.attachments[0].model_copy(update={"data": sealed_pdf.read_bytes()})
+    path = tmp_path / "sealed-report.edxml"
+    path.write_bytes(build_message(report.model_copy(update={"attachments": (attachment,)})))
+    return path
+
+
+def test_sign_and_verify_an_envelope(sealed_message: Path, test_ca: CaFixture, tmp_path: Path) -> None:
     signed = tmp_path / "signed.edxml"
-    result = runner.invoke(app, ["sign", "envelope", str(message), str(signed), *_pem_args(test_ca)])
+    result = runner.invoke(app, ["sign", "envelope", str(sealed_message), str(signed), *_pem_args(test_ca)])
     assert result.exit_code == 0, result.output
     verified = runner.invoke(app, ["verify", str(signed), "--trust", str(test_ca.root_path), "--offline"])
     assert verified.exit_code == 0, verified.output
@@ -42,6 +56,25 @@ def test_sign_and_verify_an_envelope(message: Path, test_ca: CaFixture, tmp_path
     report = json.loads(as_json.stdout)
     assert report["indication"] == "TOTAL_PASSED"
     assert report["signatures"][0]["signed_parts"][0] == "MessageHeader"
+    assert [s["id"].split("#")[0] for s in report["signatures"]] == [
+        "envelope",
+        "attachment:bao-cao-ngan-sach-2026-10.pdf",
+    ]
+
+
+def test_an_envelope_whose_pdf_nobody_signed_is_not_called_valid(
+    message: Path, test_ca: CaFixture, tmp_path: Path
+) -> None:
+    """The envelope's signature says who sent the file; the document's legal signature is on the PDF itself."""
+    signed = tmp_path / "signed.edxml"
+    assert runner.invoke(app, ["sign", "envelope", str(message), str(signed), *_pem_args(test_ca)]).exit_code == 0
+    verified = runner.invoke(app, ["verify", str(signed), "--trust", str(test_ca.root_path), "--offline", "--json"])
+    assert verified.exit_code == 2, verified.output
+    report = json.loads(verified.stdout)
+    assert report["indication"] == "INDETERMINATE"
+    envelope, pdf = report["signatures"]
+    assert envelope["indication"] == "TOTAL_PASSED"
+    assert pdf["sub_indication"] == "SIGNED_DATA_NOT_FOUND" and "carries no signature" in pdf["reasons"][0]
 
 
 def test_verify_exit_codes(message: Path, test_ca: CaFixture, tmp_path: Path) -> None:
@@ -70,8 +103,9 @@ def test_verify_exit_codes(message: Path, test_ca: CaFixture, tmp_path: Path) ->
 
 
 def test_pkcs12_passphrase_comes_from_the_environment(
-    message: Path, test_ca: CaFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sealed_message: Path, test_ca: CaFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    message = sealed_message
     bundle = tmp_path / "org.p12"
     bundle.write_bytes(
         pkcs12.serialize_key_and_certificates(
@@ -109,8 +143,13 @@ def cached_keys_closed() -> Iterator[None]:
 
 @pytest.mark.usefixtures("cached_keys_closed")
 def test_sign_with_a_token(
-    message: Path, softhsm_token: SoftHsmToken, test_ca: CaFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sealed_message: Path,
+    softhsm_token: SoftHsmToken,
+    test_ca: CaFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    message = sealed_message
     monkeypatch.setenv("TOKEN_PIN", softhsm_token.pin)
     token_args = [
         "--pkcs11-module",
