@@ -304,7 +304,7 @@ def _sign(runtime: NodeRuntime, organisation: str, unsigned: bytes) -> bytes:
 
 def _sealed(runtime: NodeRuntime, message: DocumentMessage) -> DocumentMessage:
     """Each PDF with the organisation's seal (PAdES, B-T with a TSA), after the signer's signature if configured."""
-    from signing.errors import SignError
+    from signing.errors import SignError, TimestampError
     from signing.pdf import PdfSignOptions, SignatureRole, sign_pdf
 
     sender = message.header.from_.organ_id
@@ -323,8 +323,9 @@ def _sealed(runtime: NodeRuntime, message: DocumentMessage) -> DocumentMessage:
                     role=SignatureRole.ORGANISATION, organisation_name=message.header.from_.organ_name
                 )
                 pdf = sign_pdf(pdf, seal, options, timestamper=stamper)
+            except TimestampError:
+                raise  # the timestamp authority, not the clerk's file: the caller says the node cannot sign now
             except SignError as e:
-                # the clerk's file (not a PDF, broken) or the TSA: either way the clerk must learn which file
                 raise SendError(f"attachment {attachment.name!r} cannot be sealed: {e}") from e
             attachment = attachment.model_copy(update={"data": pdf})
         attachments.append(attachment)

@@ -14,7 +14,7 @@ from pyhanko.sign.timestamps.requests_client import RequestsHTTPTimeStamper
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
 
-from signing.errors import SignError
+from signing.errors import TimestampError
 from signing.report import TimestampInfo
 from signing.trust import TrustStore, to_asn1
 
@@ -40,7 +40,7 @@ class HttpTimestamper:
         try:
             return asyncio.run(request()).dump()  # type: ignore[no-any-return]
         except Exception as e:  # aiohttp, TSA refusals: all mean "no timestamp"
-            raise SignError(f"timestamp authority {self.url} did not answer with a timestamp: {e}") from e
+            raise TimestampError(f"timestamp authority {self.url} did not answer with a timestamp: {e}") from e
 
 
 def token_time(token: bytes) -> datetime:

@@ -210,3 +210,21 @@ def test_a_seal_the_node_cannot_load_is_a_503_not_the_clerk_s_error(api: Api, mo
     problem = answer.json()
     assert problem["type"] == "urn:lienthong:problem:cannot-sign" and "seal.p12" in problem["detail"]
     assert _queued(api) == before
+
+
+def test_a_timestamp_authority_that_is_down_is_a_503_not_the_clerk_s_file(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from node.samples import sample_pdf
+    from signing.timestamps import HttpTimestamper
+
+    with socket.socket() as free:  # a port nothing listens on: the TSA is down
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setitem(api.runtime.__dict__, "timestamper", HttpTimestamper(f"http://127.0.0.1:{port}/tsa", timeout=2))
+    before = _queued(api)
+    answer = _send_form(api, sample_pdf(size=500))
+    assert answer.status_code == 503, answer.text
+    assert f"127.0.0.1:{port}" in answer.json()["detail"] and _queued(api) == before
