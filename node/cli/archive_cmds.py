@@ -49,30 +49,40 @@ def _date(value: str | None, option: str) -> date | None:
     raise _fail(f"{option} {value!r} is not a date: write it as YYYY-MM-DD, e.g. {example}")
 
 
-@app.command()
-def search(
-    config: ConfigOption = None,
-    text: Annotated[str | None, typer.Option("--text", "-t", help="Words of the subject (accents optional).")] = None,
-    agency: Annotated[str | None, typer.Option(help="The organisation of this node concerned.")] = None,
-    sender: Annotated[str | None, typer.Option()] = None,
-    recipient: Annotated[str | None, typer.Option()] = None,
-    direction: Annotated[str | None, typer.Option(help="in, out or transit.")] = None,
-    kind: Annotated[str | None, typer.Option(help="document or status.")] = None,
-    document_id: Annotated[str | None, typer.Option("--document-id")] = None,
-    code: Annotated[str | None, typer.Option(help="Số/ký hiệu, e.g. 245/BC-STC.")] = None,
-    document_type: Annotated[str | None, typer.Option("--type", help="e.g. Báo cáo.")] = None,
-    status: Annotated[str | None, typer.Option(help="Latest status code, e.g. 06.")] = None,
-    period: Annotated[str | None, typer.Option(help="Report period: 2026, 2026-10, 2026-Q3, 2026-H1.")] = None,
-    date_from: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD (promulgation date).")] = None,
-    date_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
-    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Search the archive, newest first."""
-    from node.archive import search as run_search
+# The filters `search` and `export` share, so both say the same of each.
+TextFilter = Annotated[str | None, typer.Option("--text", "-t", help="Words of the subject (accents optional).")]
+AgencyFilter = Annotated[str | None, typer.Option("--agency", help="The organisation of this node concerned.")]
+SenderFilter = Annotated[str | None, typer.Option("--sender", help="The sending organisation's code.")]
+RecipientFilter = Annotated[str | None, typer.Option("--recipient", help="A recipient organisation's code.")]
+DirectionFilter = Annotated[str | None, typer.Option("--direction", help="in, out or transit.")]
+KindFilter = Annotated[str | None, typer.Option("--kind", help="document or status.")]
+DocumentIdFilter = Annotated[str | None, typer.Option("--document-id", help="The edXML DocumentId, exactly.")]
+CodeFilter = Annotated[str | None, typer.Option("--code", help="Số/ký hiệu, e.g. 245/BC-STC.")]
+TypeFilter = Annotated[str | None, typer.Option("--type", help="e.g. Báo cáo.")]
+StatusFilter = Annotated[str | None, typer.Option("--status", help="Latest status code, e.g. 06.")]
+PeriodFilter = Annotated[str | None, typer.Option("--period", help="Report period: 2026, 2026-10, 2026-Q3, 2026-H1.")]
+FromFilter = Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD (promulgation date).")]
+ToFilter = Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD.")]
 
-    query = _query(
+
+def _selection(  # type: ignore[no-untyped-def]
+    text: str | None,
+    agency: str | None,
+    sender: str | None,
+    recipient: str | None,
+    direction: str | None,
+    kind: str | None,
+    document_id: str | None,
+    code: str | None,
+    document_type: str | None,
+    status: str | None,
+    period: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    **page: object,
+):
+    """The archive query the shared filters describe (dates checked and named), plus ``page`` (limit, cursor)."""
+    return _query(
         text=text,
         agency=agency,
         sender=sender,
@@ -86,6 +96,47 @@ def search(
         report_period=period,
         date_from=_date(date_from, "--from"),
         date_to=_date(date_to, "--to"),
+        **page,
+    )
+
+
+@app.command()
+def search(
+    config: ConfigOption = None,
+    text: TextFilter = None,
+    agency: AgencyFilter = None,
+    sender: SenderFilter = None,
+    recipient: RecipientFilter = None,
+    direction: DirectionFilter = None,
+    kind: KindFilter = None,
+    document_id: DocumentIdFilter = None,
+    code: CodeFilter = None,
+    document_type: TypeFilter = None,
+    status: StatusFilter = None,
+    period: PeriodFilter = None,
+    date_from: FromFilter = None,
+    date_to: ToFilter = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the archive, newest first."""
+    from node.archive import search as run_search
+
+    query = _selection(
+        text,
+        agency,
+        sender,
+        recipient,
+        direction,
+        kind,
+        document_id,
+        code,
+        document_type,
+        status,
+        period,
+        date_from,
+        date_to,
         limit=limit,
         cursor=cursor,
     )
@@ -260,19 +311,19 @@ class _Progress:
 def export(
     target: Annotated[Path, typer.Argument(help="A new directory, or a new file ending in .zip (never replaced).")],
     config: ConfigOption = None,
-    text: Annotated[str | None, typer.Option("--text", "-t", help="Words of the subject (accents optional).")] = None,
-    agency: Annotated[str | None, typer.Option(help="The organisation of this node concerned.")] = None,
-    sender: Annotated[str | None, typer.Option(help="The sending organisation's code.")] = None,
-    recipient: Annotated[str | None, typer.Option(help="A recipient organisation's code.")] = None,
-    direction: Annotated[str | None, typer.Option(help="in, out or transit.")] = None,
-    kind: Annotated[str | None, typer.Option(help="document or status.")] = None,
-    document_id: Annotated[str | None, typer.Option("--document-id", help="The edXML DocumentId, exactly.")] = None,
-    code: Annotated[str | None, typer.Option(help="Số/ký hiệu, e.g. 245/BC-STC.")] = None,
-    document_type: Annotated[str | None, typer.Option("--type", help="e.g. Báo cáo.")] = None,
-    status: Annotated[str | None, typer.Option(help="Latest status code, e.g. 06.")] = None,
-    period: Annotated[str | None, typer.Option(help="Report period: 2026, 2026-10, 2026-Q3, 2026-H1.")] = None,
-    date_from: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD (promulgation date).")] = None,
-    date_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD.")] = None,
+    text: TextFilter = None,
+    agency: AgencyFilter = None,
+    sender: SenderFilter = None,
+    recipient: RecipientFilter = None,
+    direction: DirectionFilter = None,
+    kind: KindFilter = None,
+    document_id: DocumentIdFilter = None,
+    code: CodeFilter = None,
+    document_type: TypeFilter = None,
+    status: StatusFilter = None,
+    period: PeriodFilter = None,
+    date_from: FromFilter = None,
+    date_to: ToFilter = None,
     max_entries: Annotated[
         int, typer.Option(min=1, help="Refuse, rather than cut short, a selection of more entries.")
     ] = 10_000,
@@ -285,20 +336,20 @@ def export(
     from node.archive import export as run_export
     from storage.errors import StorageError
 
-    query = _query(
-        text=text,
-        agency=agency,
-        sender=sender,
-        recipient=recipient,
-        direction=direction,
-        kind=kind,
-        document_id=document_id,
-        code=code,
-        document_type=document_type,
-        status=status,
-        report_period=period,
-        date_from=_date(date_from, "--from"),
-        date_to=_date(date_to, "--to"),
+    query = _selection(
+        text,
+        agency,
+        sender,
+        recipient,
+        direction,
+        kind,
+        document_id,
+        code,
+        document_type,
+        status,
+        period,
+        date_from,
+        date_to,
         limit=500,
     )
     runtime = _runtime(config)
