@@ -12,14 +12,16 @@ import functools
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import BindParameter, bindparam, or_, select, update
+from sqlalchemy import BindParameter, CursorResult, and_, bindparam, or_, select, update
+from sqlalchemy.orm import Session
 
-from adapters.axis_client import Ack, AxisClient, SendOutcome, SendReceipt
+from adapters.axis_client import Ack, AxisClient, InboxItem, SendOutcome, SendReceipt
 from adapters.errors import PermanentDeliveryError, RetryableDeliveryError
 from node.events import log_safe, record_event
 from node.runtime import NodeRuntime, Peer
@@ -35,8 +37,12 @@ BATCH_BYTES = 8 * 1024 * 1024
 
 
 def backoff_seconds(attempts: int, initial: float, maximum: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter between half and all of the step (never zero, never past max)."""
-    step = min(maximum, initial * 2.0 ** max(0, attempts - 1))
+    """Exponential backoff with full jitter between half and all of the step (never zero, never past max).
+
+    The exponent is capped: after days of retries ``2.0 ** attempts`` overflows a float (from attempt 1025),
+    and an exception here would leave the row leased and retried every lease, never dead-lettered.
+    """
+    step = min(maximum, initial * 2.0 ** min(max(0, attempts - 1), 64))
     r: float = (rng or random).uniform(0.5, 1.0)
     return max(0.05, step * r)
 
@@ -96,6 +102,7 @@ class _Due:
     created: datetime
     object_key: str
     message_id: str
+    lease: datetime | None  # the lease this worker holds: settling the row is its business only while it holds it
 
 
 def _load_due(runtime: NodeRuntime, row_ids: list[int]) -> list[_Due]:
@@ -103,14 +110,33 @@ def _load_due(runtime: NodeRuntime, row_ids: list[int]) -> list[_Due]:
         rows = s.execute(
             select(OutboxRow, EnvelopeRow)
             .join(EnvelopeRow, EnvelopeRow.id == OutboxRow.envelope_id)
-            .where(OutboxRow.id.in_(row_ids))
+            .where(OutboxRow.id.in_(row_ids), OutboxRow.state == "pending")
             .order_by(OutboxRow.id)
         ).all()
-        return [_Due(o.id, o.destination, o.attempts, o.created_at, e.object_key, e.message_id) for o, e in rows]
+        return [
+            _Due(o.id, o.destination, o.attempts, o.created_at, e.object_key, e.message_id, o.lease_until)
+            for o, e in rows
+        ]
+
+
+def _rows(s: Session, statement: Any) -> int:
+    """How many rows an UPDATE changed."""
+    return int(cast("CursorResult[Any]", s.execute(statement)).rowcount)
+
+
+def _still_ours(d: _Due) -> Any:
+    """The row is still pending under the lease ``d`` was loaded with: no other worker re-claimed it since.
+
+    A send can outlast its lease (several 8 MiB chunks, each with a 30 s timeout; a stalled process); another
+    worker or replica then re-claims the row and may settle it first. The late worker must not overwrite
+    that (a ``dead`` over a ``done``, an older error, a shorter backoff)."""
+    held = OutboxRow.lease_until.is_(None) if d.lease is None else OutboxRow.lease_until == d.lease
+    return and_(OutboxRow.id == d.row_id, OutboxRow.state == "pending", held)
 
 
 def deliver_many(runtime: NodeRuntime, row_ids: list[int], clients: dict[str, AxisClient]) -> dict[int, str]:
-    """Hand claimed outbox rows to their destinations, a batch per destination; ``sent``/``retry``/``dead`` each.
+    """Hand claimed outbox rows to their destinations, a batch per destination; ``sent``/``retry``/``dead`` each
+    (``stale`` for a row whose lease ran out and that another worker settled or re-claimed meanwhile).
 
     One envelope goes alone (``POST /envelopes``); several go in one request (``POST /envelopes/batch``) of at
     most :data:`BATCH_BYTES`, each still accepted or refused on its own.
@@ -128,8 +154,13 @@ def deliver_many(runtime: NodeRuntime, row_ids: list[int], clients: dict[str, Ax
             continue
         client = clients.get(destination)
         if client is None:
-            client = clients[destination] = client_for(runtime, peer)
-        for chunk in _chunks(runtime, group):
+            try:
+                client = clients[destination] = client_for(runtime, peer)
+            except ValueError as e:  # a configuration the operator can correct: retried, dead at the maximum age
+                for d in group:
+                    outcomes[d.row_id] = RetryableDeliveryError(str(e))
+                continue
+        for chunk in _chunks(runtime, group, outcomes):
             try:
                 if len(chunk) == 1:
                     data, d = chunk[0]
@@ -143,11 +174,21 @@ def deliver_many(runtime: NodeRuntime, row_ids: list[int], clients: dict[str, Ax
     return _settle(runtime, due, outcomes)
 
 
-def _chunks(runtime: NodeRuntime, group: list[_Due]) -> list[list[tuple[bytes, _Due]]]:
+def _chunks(
+    runtime: NodeRuntime, group: list[_Due], outcomes: dict[int, SendOutcome]
+) -> list[list[tuple[bytes, _Due]]]:
     chunks: list[list[tuple[bytes, _Due]]] = [[]]
     size = 0
     for d in group:
-        data = runtime.objects.get(d.object_key)
+        try:
+            data = runtime.objects.get(d.object_key)
+        except Exception as e:  # one unreadable envelope must not hold up the rest of the outbox
+            # Not sent, so retried with backoff (an object store that is down comes back) and dead-lettered
+            # with an alert at the maximum age; before, the exception left every row of the claim leased, and
+            # the same row, due first again, failed every claim after: nothing left the outbox any more.
+            log.exception("message %s: its envelope cannot be read from the object store", d.message_id[:16])
+            outcomes[d.row_id] = RetryableDeliveryError(f"the envelope cannot be read: {type(e).__name__}: {e}")
+            continue
         if chunks[-1] and size + len(data) > BATCH_BYTES:
             chunks.append([])
             size = 0
@@ -167,11 +208,17 @@ def _settle(runtime: NodeRuntime, due: list[_Due], outcomes: Mapping[int, SendOu
             for d in sent:
                 receipt = outcomes[d.row_id]
                 assert isinstance(receipt, SendReceipt)
-                s.execute(
+                result[d.row_id] = "sent"
+                # The axis holds it: true whoever holds the lease now, so not conditional on it; but recorded
+                # once, when two workers sent it (a lease that expired mid-send) only the first says so.
+                done = _rows(
+                    s,
                     update(OutboxRow)
-                    .where(OutboxRow.id == d.row_id)
-                    .values(state="done", done_at=now, attempts=d.attempts + 1, lease_until=None, last_error=None)
+                    .where(OutboxRow.id == d.row_id, OutboxRow.state != "done")
+                    .values(state="done", done_at=now, attempts=d.attempts + 1, lease_until=None, last_error=None),
                 )
+                if not done:
+                    continue
                 record_event(
                     runtime,
                     "message.sent",
@@ -181,7 +228,6 @@ def _settle(runtime: NodeRuntime, due: list[_Due], outcomes: Mapping[int, SendOu
                     axis_status=receipt.status,
                     attempts=d.attempts + 1,
                 )
-                result[d.row_id] = "sent"
     for d in due:
         if d.row_id in result:
             continue
@@ -193,11 +239,15 @@ def _settle(runtime: NodeRuntime, due: list[_Due], outcomes: Mapping[int, SendOu
         too_old = (now - d.created).total_seconds() > delivery.max_age
         if permanent or too_old:
             with runtime.session() as s:
-                s.execute(
+                settled = _rows(
+                    s,
                     update(OutboxRow)
-                    .where(OutboxRow.id == d.row_id)
-                    .values(state="dead", attempts=d.attempts + 1, lease_until=None, last_error=text[:2000])
+                    .where(_still_ours(d))
+                    .values(state="dead", attempts=d.attempts + 1, lease_until=None, last_error=text[:2000]),
                 )
+            if not settled:
+                result[d.row_id] = "stale"  # re-claimed by another worker meanwhile: its outcome stands
+                continue
             why = "refused" if permanent else f"older than {delivery.max_age:.0f}s"
             record_event(runtime, "delivery.dead", message_id=d.message_id, to=d.destination, why=why, error=text[:500])
             log.error(
@@ -207,16 +257,20 @@ def _settle(runtime: NodeRuntime, due: list[_Due], outcomes: Mapping[int, SendOu
             continue
         wait = max(backoff_seconds(d.attempts + 1, delivery.initial_backoff, delivery.max_backoff), retry_after)
         with runtime.session() as s:
-            s.execute(
+            settled = _rows(
+                s,
                 update(OutboxRow)
-                .where(OutboxRow.id == d.row_id)
+                .where(_still_ours(d))
                 .values(
                     attempts=d.attempts + 1,
                     next_attempt_at=now + timedelta(seconds=wait),
                     lease_until=None,
                     last_error=text[:2000],
-                )
+                ),
             )
+        if not settled:
+            result[d.row_id] = "stale"
+            continue
         log.info("message %s to %s: %s; retry in %.1fs", d.message_id[:16], d.destination, log_safe(text), wait)
         result[d.row_id] = "retry"
     return result
@@ -260,15 +314,46 @@ def outbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
     return bool(ids)
 
 
-def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient], pending: list[Ack]) -> bool:
-    """Pull what the upstream axis holds for this node, receive it; return whether anything came.
+# A delivery whose handling raises (a bug, an input no check foresaw) is a poison message: it is skipped,
+# so the rest of the batch goes on, and tried again with backoff; it is acknowledged ``fail`` (with an alert)
+# only once it failed this many times over at least this long while other deliveries were received after its
+# first failure, which shows the node itself works. A node that cannot receive anything (its database is
+# down) fails every delivery alike, and gives up on none of them.
+POISON_ATTEMPTS = 5
+POISON_AFTER = 600.0  # seconds
+POISON_BACKOFF = 60.0  # the longest wait between two tries of a failing delivery
+MAX_REMEMBERED_FAILURES = 1000
+
+
+@dataclass
+class _Failure:
+    attempts: int
+    first: float  # time.monotonic() of the first failure: a clock jump does not make a message poison
+    retry_at: float
+    error: str
+
+
+@dataclass
+class InboxMemory:
+    """What the inbox worker remembers between its steps: the deliveries that failed, and the last success."""
+
+    failures: dict[str, _Failure] = field(default_factory=dict)
+    last_success: float = float("-inf")
+
+
+def inbox_step(
+    runtime: NodeRuntime, clients: dict[str, AxisClient], pending: list[Ack], memory: InboxMemory | None = None
+) -> bool:
+    """Pull what the upstream axis holds for this node, receive it; return whether anything was received.
 
     ``pending`` holds the acknowledgements of what the last step received: they travel with the next
-    listing (``POST /inbox``), one round trip per batch, and are replaced by this step's.
+    listing (``POST /inbox``), one round trip per batch, and are replaced by this step's. ``memory`` keeps
+    the deliveries that failed across steps (see :data:`POISON_ATTEMPTS`).
     """
     upstream = runtime.upstream
     if upstream is None:
         return False
+    memory = memory if memory is not None else InboxMemory()
     client = clients.get(upstream.node_id)
     if client is None:
         client = clients[upstream.node_id] = client_for(runtime, upstream)
@@ -284,13 +369,69 @@ def inbox_step(runtime: NodeRuntime, clients: dict[str, AxisClient], pending: li
     try:
         with runtime.outbox_held():
             for item in items:
+                failed = memory.failures.get(item.delivery_id)
+                if failed is not None and time.monotonic() < failed.retry_at:
+                    continue  # it failed a moment ago: its turn comes again later, the others go on now
                 data = item.data if item.data is not None else client.fetch(item.delivery_id).data
-                outcome, reason = handle_incoming(runtime, data, item.message_id, item.recipient, upstream)
+                try:
+                    outcome, reason = handle_incoming(runtime, data, item.message_id, item.recipient, upstream)
+                except Exception as e:  # one message that makes the node raise must not stop the others
+                    if _poisoned(runtime, memory, item, upstream, e):
+                        acks.append(
+                            Ack(item.delivery_id, "fail", f"the recipient node cannot process it: {e!r}"[:1000])
+                        )
+                    continue
+                memory.last_success = time.monotonic()
+                memory.failures.pop(item.delivery_id, None)
                 acks.append(Ack(item.delivery_id, outcome, reason))
     finally:
         # What was stored is acknowledged even if a later item failed; the rest is listed again.
         pending[:] = acks
-    return bool(items)
+    # Only failing deliveries in the listing: not busy, so the worker waits its interval before asking again.
+    return bool(acks)
+
+
+def _poisoned(runtime: NodeRuntime, memory: InboxMemory, item: InboxItem, via: Peer, error: Exception) -> bool:
+    """Count a failure of ``item``; whether it is now given up on (acknowledged ``fail``, with an alert)."""
+    now = time.monotonic()
+    failed = memory.failures.get(item.delivery_id) or _Failure(0, now, now, "")
+    failed.attempts += 1
+    failed.error = repr(error)[:500]
+    failed.retry_at = now + min(POISON_BACKOFF, 2.0 ** min(failed.attempts, 16))
+    memory.failures[item.delivery_id] = failed
+    if len(memory.failures) > MAX_REMEMBERED_FAILURES:  # mostly deliveries settled elsewhere since: the oldest go
+        for key in sorted(memory.failures, key=lambda k: memory.failures[k].first)[: MAX_REMEMBERED_FAILURES // 2]:
+            del memory.failures[key]
+    log.exception(
+        "delivery %s (message %s) failed %d time(s); the others go on",
+        item.delivery_id,
+        item.message_id[:16],
+        failed.attempts,
+    )
+    poison = (
+        failed.attempts >= POISON_ATTEMPTS and now - failed.first >= POISON_AFTER and memory.last_success > failed.first
+    )
+    if not poison:
+        return False
+    memory.failures.pop(item.delivery_id, None)
+    record_event(
+        runtime,
+        "delivery.dead",
+        message_id=item.message_id,
+        recipient=item.recipient,
+        via=via.node_id,
+        why="cannot be processed",
+        attempts=failed.attempts,
+        error=failed.error,
+    )
+    log.error(
+        "ALERT: delivery %s of message %s is acknowledged 'fail' after %d failures: %s",
+        item.delivery_id,
+        item.message_id,
+        failed.attempts,
+        log_safe(failed.error),
+    )
+    return True
 
 
 def handle_incoming(
@@ -329,7 +470,10 @@ class Workers:
             "outbox", lambda: outbox_step(runtime, self._out_clients), interval, wakeup=runtime.outbox_ready
         )
         self._acks: list[Ack] = []
-        self.inbox = Worker("inbox", lambda: inbox_step(runtime, self._in_clients, self._acks), interval)
+        self._inbox_memory = InboxMemory()
+        self.inbox = Worker(
+            "inbox", lambda: inbox_step(runtime, self._in_clients, self._acks, self._inbox_memory), interval
+        )
         self.witness = Worker("witness", self._witness_step, runtime.settings.checkpoint_interval)
 
     def _witness_step(self) -> bool:

@@ -8,8 +8,9 @@ the automatic answer are committed together, so a crash never leaves a document 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,7 @@ from schemas import Message, StatusCode, StatusMessage
 from signing.envelope import EnvelopeVerification, envelope_message_id, verify_envelope
 from signing.errors import SignError
 from signing.pdf import verify_pdf
-from storage.exchange import EnvelopeRow
+from storage.exchange import EnvelopeRow, StatusRow
 from storage.objects import ObjectPut, put_all
 
 MAX_REASON = 1000
@@ -105,6 +106,9 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
         with runtime.session() as s:
             unrelated = _unrelated(s, message, recipient) if message.kind == "status" and passed else None
             in_history = passed and unrelated is None
+            # Statuses can arrive out of order (a 03 retried for hours arrives after the 05): each joins the
+            # history, ordered by when it was stated, but only the newest stated is the archive's latest.
+            latest = in_history and message.kind == "status" and _newest_stated(s, message)
             row = EnvelopeRow(
                 direction="in",
                 message_id=message_id,
@@ -132,7 +136,7 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
                 verified=indication,
                 report_key=report_ref.key,
                 evidence_keys=evidence,
-                updates_status=in_history,
+                updates_status=latest,
                 session=s,
             )
             if answer is not None:
@@ -242,6 +246,21 @@ def _unrelated(s: Session, message: StatusMessage, recipient: str) -> str | None
     if not any(reporter in to for to in sent):
         return f"{document.organ_id} sent no document {document.document_id} to {reporter}, who reports on it"
     return None
+
+
+def _newest_stated(s: Session, message: StatusMessage) -> bool:
+    """Whether ``message`` was stated no earlier than every status of its document recorded so far."""
+    h = message.header
+    newest = s.scalar(
+        select(func.max(StatusRow.stated_at)).where(
+            StatusRow.document_id == h.response_for.document_id, StatusRow.document_sender == h.response_for.organ_id
+        )
+    )
+    if newest is None:
+        return True
+    if newest.tzinfo is None:  # SQLite keeps naive UTC text, and an aggregate skips the column's type
+        newest = newest.replace(tzinfo=UTC)
+    return bool(h.timestamp >= newest)
 
 
 def _record_unrelated(

@@ -617,3 +617,226 @@ def test_a_document_id_sent_twice_is_routed_and_received_twice(nodes: Nodes, mon
         assert outcome.accepted and outcome.answered == "01"
     assert count(ministry, EnvelopeRow, direction="in", document_id=first.document_id) == 2
     assert count(ministry, EnvelopeRow, direction="out", document_id=first.document_id, status_code="01") == 1
+
+
+def test_backoff_does_not_overflow_after_days_of_retries() -> None:
+    """``2.0 ** 1024`` overflows a float: a message retried for a week (or an axis whose parent is down) raised
+    in the worker at attempt 1025, stayed leased and was retried every lease, never dead-lettered."""
+    from node.delivery import backoff_seconds
+
+    assert 150.0 <= backoff_seconds(1025, 1.0, 300.0) <= 300.0
+    assert 150.0 <= backoff_seconds(10**6, 1.0, 300.0) <= 300.0
+
+
+class _Answering:
+    """An axis client that answers every envelope (fault injection: ``before`` runs inside the send)."""
+
+    def __init__(self, answer: object, before: object = None) -> None:
+        self.answer, self.before, self.sent = answer, before, list[str]()
+
+    def send_envelope(self, data: bytes, message_id: str) -> object:
+        self.sent.append(message_id)
+        if callable(self.before):
+            self.before()
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    def send_envelopes(self, batch: list[tuple[bytes, str]]) -> list[object]:
+        return [self.send_envelope(data, message_id) for data, message_id in batch]
+
+
+def outbox_row(runtime: NodeRuntime, envelope_id: int) -> OutboxRow:
+    with runtime.session() as s:
+        return s.scalars(select(OutboxRow).where(OutboxRow.envelope_id == envelope_id)).one()
+
+
+def test_a_worker_whose_lease_ran_out_does_not_overwrite_what_the_next_worker_settled(nodes: Nodes) -> None:
+    """Worker A's send outlasts its lease; worker B (another thread or replica) re-claims the row and delivers
+    it. A's late refusal must not dead-letter a message the axis holds, nor count a second send."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from adapters.axis_client import SendReceipt
+    from adapters.errors import PermanentDeliveryError
+    from node.delivery import claim_due, deliver_many
+
+    dept = nodes["so-tai-chinh"]
+    result = send_document(dept, report("271"))
+    row_id = outbox_row(dept, result.envelope_id).id
+    # only this row is due (the others wait for their backoff), so the claims below take it alone
+    with dept.session() as s:
+        s.execute(
+            update(OutboxRow)
+            .where(OutboxRow.state == "pending", OutboxRow.id != row_id)
+            .values(next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
+        )
+    assert claim_due(dept, 500) == [row_id]  # worker A holds it
+
+    def worker_b() -> None:  # A's lease runs out while A waits for the axis: B takes the row and delivers it
+        with dept.session() as s:
+            s.execute(update(OutboxRow).where(OutboxRow.id == row_id).values(lease_until=datetime.now(UTC)))
+        assert claim_due(dept, 500) == [row_id]
+        receipt = SendReceipt(message_id=result.message_id, status="accepted", recipients=(MINISTRY.organ_id,))
+        assert deliver_many(dept, [row_id], {"truc-tinh": _Answering(receipt)}) == {row_id: "sent"}  # type: ignore[dict-item]
+
+    late = _Answering(PermanentDeliveryError("timed out behind a proxy that answers 400", status=400), worker_b)
+    assert deliver_many(dept, [row_id], {"truc-tinh": late}) == {row_id: "stale"}  # type: ignore[dict-item]
+    row = outbox_row(dept, result.envelope_id)
+    assert row.state == "done" and row.attempts == 1 and row.last_error is None
+    assert not events_of(dept, "delivery.dead", result.message_id)
+    assert len(events_of(dept, "message.sent", result.message_id)) == 1
+
+    # and the other way round: both delivered it, only the first says so
+    again = _Answering(SendReceipt(message_id=result.message_id, status="duplicate"))
+    assert deliver_many(dept, [row_id], {"truc-tinh": again}) == {}  # not pending any more: not sent again
+    assert again.sent == []
+
+
+def test_an_envelope_that_cannot_be_read_does_not_hold_up_the_outbox(nodes: Nodes) -> None:
+    """Its object store read raised out of the worker: every row of the claim stayed leased, and the same row,
+    due first again, failed every claim after it. Now it is retried alone and the others leave."""
+    from sqlalchemy import update
+
+    from adapters.axis_client import SendReceipt
+    from node.delivery import deliver_many
+
+    dept = nodes["so-tai-chinh"]
+    broken, fine = send_document(dept, report("272")), send_document(dept, report("273"))
+    with dept.session() as s:
+        s.execute(
+            update(EnvelopeRow).where(EnvelopeRow.id == broken.envelope_id).values(object_key="sha256/" + "0" * 64)
+        )
+    ids = [outbox_row(dept, broken.envelope_id).id, outbox_row(dept, fine.envelope_id).id]
+    receipt = SendReceipt(message_id=fine.message_id, status="accepted")
+    client = _Answering(receipt)
+    assert deliver_many(dept, ids, {"truc-tinh": client}) == {ids[0]: "retry", ids[1]: "sent"}  # type: ignore[dict-item]
+    assert client.sent == [fine.message_id]
+    row = outbox_row(dept, broken.envelope_id)
+    assert row.state == "pending" and row.lease_until is None and "cannot be read" in (row.last_error or "")
+
+
+def test_a_poison_message_does_not_block_the_inbox_and_is_given_up_on_with_an_alert(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One envelope that makes the node raise, oldest in the inbox: it was listed first again and again and
+    nothing behind it was ever received. Now the others are received; it is acknowledged ``fail`` (alert and
+    event) only after repeated failures while the node received other deliveries."""
+    import base64
+    import hashlib
+    from datetime import UTC, datetime
+
+    import node.delivery
+    import node.receiving
+    from adapters.axis_client import Ack, InboxItem
+    from node.delivery import InboxMemory, inbox_step
+
+    dept, ministry = nodes["so-tai-chinh"], nodes["bo-tai-chinh"]
+    sent = [send_document(dept, report(n)) for n in ("274", "275", "276")]
+    finals = [relay(nodes, r.message_id, stored(dept, r.envelope_id)) for r in sent]
+    poison_id = sent[0].message_id
+    real_verify = node.receiving.verify_received
+
+    def verify(runtime: NodeRuntime, data: bytes, name: str = "envelope") -> object:
+        if envelope_message_id(data) == poison_id:  # fault injection: what a verifier bug does to one input
+            raise AttributeError("'ArrayObject' object has no attribute 'get_object'")
+        return real_verify(runtime, data, name)
+
+    monkeypatch.setattr(node.receiving, "verify_received", verify)
+
+    def item(n: int) -> InboxItem:
+        return InboxItem(
+            delivery_id=f"d-poison-{n}",
+            message_id=sent[n].message_id,
+            sender=SENDER.organ_id,
+            recipient=MINISTRY.organ_id,
+            kind="document",
+            size=len(finals[n]),
+            sha256=hashlib.sha256(finals[n]).hexdigest(),
+            received_at=datetime.now(UTC),
+            data=base64.b64encode(finals[n]).decode(),
+        )
+
+    class Axis:  # lists, oldest first, what was not acknowledged yet
+        def __init__(self, queued: list[int]) -> None:
+            self.queued = queued
+
+        def next_batch(
+            self, acks: list[Ack], limit: int, *, wait: float, inline: int
+        ) -> tuple[list[InboxItem], list[str]]:
+            done = {a.delivery_id for a in acks}
+            self.queued = [n for n in self.queued if f"d-poison-{n}" not in done]
+            return [item(n) for n in self.queued], []
+
+    assert ministry.upstream is not None
+    monkeypatch.setattr(node.delivery, "POISON_BACKOFF", 0.0)  # tried again at the next step
+    axis, memory, pending = Axis([0, 1]), InboxMemory(), list[Ack]()
+    clients: dict[str, object] = {ministry.upstream.node_id: axis}
+    assert inbox_step(ministry, clients, pending, memory)  # type: ignore[arg-type]
+    assert pending == [Ack("d-poison-1", "done", None)], "the message behind the poison one is received"
+    assert count(ministry, EnvelopeRow, direction="in", message_id=sent[1].message_id) == 1
+
+    # tried again (only failures: not busy), and given up on only as the constants say
+    monkeypatch.setattr(node.delivery, "POISON_AFTER", 0.0)
+    monkeypatch.setattr(node.delivery, "POISON_ATTEMPTS", 3)
+    assert not inbox_step(ministry, clients, pending, memory)  # type: ignore[arg-type]
+    assert pending == []
+    with caplog.at_level("ERROR"):
+        assert inbox_step(ministry, clients, pending, memory)  # type: ignore[arg-type]
+    (gave_up,) = pending
+    assert (
+        gave_up.delivery_id == "d-poison-0" and gave_up.outcome == "fail" and "AttributeError" in (gave_up.reason or "")
+    )
+    assert "ALERT" in caplog.text and poison_id in caplog.text
+    (dead,) = events_of(ministry, "delivery.dead", poison_id)
+    assert dead["attempts"] == 3 and dead["recipient"] == MINISTRY.organ_id
+    inbox_step(ministry, clients, pending, memory)  # type: ignore[arg-type]
+    assert axis.queued == []
+
+    # a node that receives nothing at all (its own trouble, not the message's) gives up on nothing
+    axis, memory = Axis([0]), InboxMemory()
+    clients = {ministry.upstream.node_id: axis}
+    for _ in range(5):
+        inbox_step(ministry, clients, pending, memory)  # type: ignore[arg-type]
+        assert pending == []
+    assert memory.failures["d-poison-0"].attempts == 5
+
+
+def test_a_status_that_arrives_late_joins_the_history_but_is_not_the_latest(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 03 was stated before the 05 but arrives after it (retried for hours at some hop): the history
+    is ordered by when each was stated, and the archive's latest status stays 05, not 03."""
+    from datetime import datetime, timedelta, tzinfo
+
+    import node.sending
+    from node.api import status_history
+    from schemas import VIETNAM_TIME
+    from storage.archive import ArchiveIndex, ArchiveQuery
+
+    dept, ministry = nodes["so-tai-chinh"], nodes["bo-tai-chinh"]
+    result = send_document(dept, report("277"))
+    final = relay(nodes, result.message_id, stored(dept, result.envelope_id))
+    assert receive_envelope(ministry, final, message_id=result.message_id, recipient=MINISTRY.organ_id).accepted
+
+    at = datetime.now(VIETNAM_TIME).replace(microsecond=0) - timedelta(hours=2)
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Clock:
+            return cls.fromtimestamp(at.timestamp(), tz)
+
+    monkeypatch.setattr(node.sending, "datetime", Clock)
+    answers = {}
+    for code in (StatusCode.REGISTERED, StatusCode.IN_PROGRESS):
+        answers[code] = send_status(ministry, document_id=result.document_id, reporter=MINISTRY.organ_id, code=code)
+        at += timedelta(hours=1)
+    for code in (StatusCode.IN_PROGRESS, StatusCode.REGISTERED):  # out of order
+        answer = answers[code]
+        data = stored(ministry, answer.envelope_id)
+        assert receive_envelope(dept, data, message_id=answer.message_id, recipient=SENDER.organ_id).accepted
+
+    assert [h["code"] for h in status_history(dept, result.document_id)] == ["03", "05"]
+    (entry,) = ArchiveIndex(dept.engine).search(ArchiveQuery(document_id=result.document_id, kind="document")).items
+    assert entry.latest_status == "05"
