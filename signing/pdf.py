@@ -23,7 +23,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from PIL import Image
 from pyhanko.pdf_utils import generic, layout
 from pyhanko.pdf_utils.content import PdfContent
+from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.font import opentype
 from pyhanko.pdf_utils.font.api import FontEngine, FontEngineFactory
 from pyhanko.pdf_utils.font.basic import SimpleFontEngineFactory
@@ -50,12 +51,13 @@ from pyhanko.sign.signers.pdf_signer import PdfSigner
 from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.sign.validation import async_validate_pdf_signature
-from pyhanko.sign.validation.errors import SignatureValidationError
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.errors import NoDSSFoundError, SignatureValidationError
 from pyhanko.sign.validation.status import PdfSignatureStatus
 from pyhanko.stamp import TextStampStyle
 
 from schemas import VIETNAM_TIME
-from signing._private import pdf_limits, pdf_paths, pyhanko_speedups
+from signing._private import pdf_changes, pdf_limits, pdf_paths, pyhanko_speedups
 from signing._private.images import handwriting_png, image_xobject, seal_png
 from signing._private.pdf_limits import PdfLimits
 from signing._private.pyhanko_signer import pyhanko_signer
@@ -78,6 +80,7 @@ pyhanko_speedups.install()
 # A signer's passed path validation reused briefly, as for envelopes (see signing._private.pathcache).
 pdf_paths.install()
 
+logger = logging.getLogger(__name__)
 Box = tuple[float, float, float, float]
 
 # Where the visible signatures go by default (PDF points, origin bottom left, A4 is 595 × 842).
@@ -602,11 +605,62 @@ def verify_pdf(name: str, data: bytes, trust: TrustStore, *, at: datetime | None
             embedded = reader.embedded_regular_signatures
             total = reader.xrefs.total_revisions
             signed_revisions = {s.signed_revision for s in reader.embedded_signatures}
+            evidence = _embedded_evidence(reader)
         except (PdfError, ValueError, KeyError) as e:
             return [_unreadable(name, f"not a readable PDF: {e}")]
         except Exception as e:  # pyHanko trips over hostile structures in many ways (AttributeError, RecursionError…)
             return [_unreadable(name, f"not a readable PDF: {_error(e)}")]
-        return [_verify_guarded(name, sig, trust, at, total, signed_revisions) for sig in embedded]
+        document = _Document(reader, total, signed_revisions, evidence)
+        return [_verify_guarded(name, sig, trust, at, document) for sig in embedded]
+
+
+@dataclass
+class _Document:
+    """What every signature of one PDF is judged against."""
+
+    reader: PdfFileReader
+    total_revisions: int
+    signed_revisions: set[int]
+    evidence: pdf_paths.Evidence  # the DSS: certificates, OCSP responses and CRLs embedded for the long term
+    _changes: dict[int, pdf_changes.RevisionChanges] = field(default_factory=dict)
+
+    def changes(self, revision: int) -> pdf_changes.RevisionChanges:
+        """What ``revision`` changed (worked out once per document, shared by the signatures before it)."""
+        found = self._changes.get(revision)
+        if found is None:
+            try:
+                found = pdf_changes.revision_changes(self.reader, revision)
+            except Exception as e:  # a hostile revision is named as such; pyHanko's verdict stands
+                found = pdf_changes.RevisionChanges()
+                found.add(f"objects that cannot be read ({_error(e)})", content=True)
+            self._changes[revision] = found
+        return found
+
+
+def _embedded_evidence(reader: PdfFileReader) -> pdf_paths.Evidence:
+    """The validation data of the document's DSS (PAdES B-LT), so that a signature can be validated with it
+    offline and long after: as of its signing time, once its certificate expired or was revoked later."""
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+        return pdf_paths.Evidence(
+            certs=tuple(x509.load_der_x509_certificate(c.dump()) for c in dss.load_certs()),
+            ocsps=tuple(_stream_data(ref, DecodePurpose.OCSP_RESPONSE) for ref in dss.ocsps),
+            crls=tuple(_stream_data(ref, DecodePurpose.CRL) for ref in dss.crls),
+        )
+    except NoDSSFoundError:
+        return pdf_paths.Evidence()
+    except (PdfError, ValueError, TypeError, KeyError, AttributeError) as e:
+        # evidence that cannot be read helps no signature: each is validated without it (and says so if it
+        # then lacks revocation data)
+        logger.info("the DSS of a PDF cannot be read: %s", _error(e))
+        return pdf_paths.Evidence()
+
+
+def _stream_data(ref: Any, purpose: DecodePurpose) -> bytes:
+    stream = ref.get_object()
+    if not isinstance(stream, generic.StreamObject):
+        raise ValueError("a DSS entry is not a stream")
+    return stream.read_data(purpose)
 
 
 def _unreadable(name: str, reason: str) -> SignatureReport:
@@ -625,10 +679,10 @@ def _error(e: Exception) -> str:
 
 
 def _verify_guarded(
-    name: str, sig: Any, trust: TrustStore, at: datetime | None, total_revisions: int, signed_revisions: set[int]
+    name: str, sig: Any, trust: TrustStore, at: datetime | None, document: _Document
 ) -> SignatureReport:
     try:
-        return _verify_one(name, sig, trust, at, total_revisions, signed_revisions)
+        return _verify_one(name, sig, trust, at, document)
     except Exception as e:  # as in verify_pdf: a hostile PDF gets a failed report, never an exception
         return SignatureReport(
             id=f"attachment:{name}#{sig.field_name}",
@@ -639,12 +693,11 @@ def _verify_guarded(
         )
 
 
-def _verify_one(
-    name: str, sig: Any, trust: TrustStore, at: datetime | None, total_revisions: int, signed_revisions: set[int]
-) -> SignatureReport:
+def _verify_one(name: str, sig: Any, trust: TrustStore, at: datetime | None, document: _Document) -> SignatureReport:
     ident = f"attachment:{name}#{sig.field_name}"
+    total_revisions, signed_revisions = document.total_revisions, document.signed_revisions
     try:
-        with pdf_paths.reusing_passed_paths(trust, at) as context:
+        with pdf_paths.reusing_passed_paths(trust, at, document.evidence) as context:
             status: PdfSignatureStatus = asyncio.run(
                 async_validate_pdf_signature(sig, signer_validation_context=context)
             )
@@ -658,18 +711,32 @@ def _verify_one(
         )
     cert = x509.load_der_x509_certificate(status.signing_cert.dump())
     level = _modification_level(status)
-    # pyHanko judges all later revisions together; when that verdict is OTHER, no later revision is vouched
-    # for, not even one that also adds a signature.
-    acceptable = level in ("NONE", "LTA_UPDATES", "FORM_FILLING")
+    later = range(sig.signed_revision + 1, total_revisions)
+    changes = {r: document.changes(r) for r in later}
+    # Our rule on top of pyHanko's analysis: later signatures (and validation data, document timestamps) are
+    # allowed; anything else that alters content is not: an annotation, a form field filled, a page, content.
+    # pyHanko's FORM_FILLING covers both a later signature and filling a text field: the fields it names
+    # changed must all be signature fields.
+    changed_fields = set(getattr(status.diff_result, "changed_form_fields", None) or ())
+    filled = sorted(changed_fields - _signature_fields(document.reader))
+    docmdp_broken = status.docmdp_ok is False  # e.g. a certification with P=1, then anything at all
+    modified = level in ("ANNOTATIONS", "OTHER") or bool(filled) or docmdp_broken
     revisions = tuple(
         PdfRevision(
             index=r,
-            allowed=acceptable or (r in signed_revisions and level != "OTHER"),
+            allowed=not modified
+            or (
+                r in signed_revisions
+                and level != "OTHER"
+                and not docmdp_broken
+                and not changes[r].content
+                and not any(f in filled for f in _fields_named(changes[r]))
+            ),
             modification_level="SIGNATURE" if r in signed_revisions and level != "OTHER" else level,
             description=("a later signature" if r in signed_revisions else "an incremental update")
-            + ("" if acceptable or r not in signed_revisions else ", with other changes"),
+            + f": {changes[r].description}",
         )
-        for r in range(sig.signed_revision + 1, total_revisions)
+        for r in later
     )
     indication, sub, reasons = Indication.TOTAL_PASSED, None, []
     if not status.intact:
@@ -681,18 +748,34 @@ def _verify_one(
     elif status.coverage is None or status.coverage.name not in ("ENTIRE_FILE", "ENTIRE_REVISION"):
         indication, sub = Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE
         reasons.append(f"the signature covers an unusual part of the file ({status.coverage})")
-    elif level == "OTHER" or (status.docmdp_ok is False):
+    elif modified:
         indication, sub = Indication.TOTAL_FAILED, SubIndication.MODIFIED_AFTER_SIGNING
-        reasons.append("the document was changed after this signature in a way that is not allowed")
+        reasons.append(_modified_reason(level, filled, docmdp_broken, revisions, status))
+    elif status.timestamp_validity is not None and not (
+        status.timestamp_validity.intact and status.timestamp_validity.valid
+    ):
+        indication, sub = Indication.TOTAL_FAILED, SubIndication.TIMESTAMP_FAILURE
+        reasons.append(
+            "the signature timestamp does not cover this signature"
+            if not status.timestamp_validity.intact
+            else "the signature timestamp's own signature does not verify"
+        )
     elif status.revoked:
         indication, sub = Indication.TOTAL_FAILED, SubIndication.REVOKED
         reasons.append("the signer's certificate is revoked")
     elif not status.trusted:
         indication, sub = Indication.INDETERMINATE, _untrusted_reason(status)
         problem = getattr(status, "trust_problem_indic", None)
-        reasons.append(
-            "the signer's certificate could not be validated" + (f" ({problem.name})" if problem is not None else "")
-        )
+        if problem is not None and "CHAIN_CONSTRAINTS" in problem.name:
+            reasons.append(
+                "the signer's certificate is not for signing documents: its key usage lacks non-repudiation "
+                f"({problem.name})"
+            )
+        else:
+            reasons.append(
+                "the signer's certificate could not be validated"
+                + (f" ({problem.name})" if problem is not None else "")
+            )
     timestamp = None
     if status.timestamp_validity is not None:
         ts = status.timestamp_validity
@@ -716,7 +799,41 @@ def _verify_one(
         timestamp=timestamp,
         revisions_after=revisions,
         role=_role_of(sig.field_name),
-        signed_parts=(f"revision {sig.signed_revision + 1} of {total_revisions}",),
+        signed_parts=(_covered(sig.signed_revision, total_revisions, status),),
+    )
+
+
+def _covered(signed_revision: int, total: int, status: PdfSignatureStatus) -> str:
+    """Which revisions a signature covers (1-based): from the first to the one it signed."""
+    upto = signed_revision + 1
+    covered = f"revision 1 of {total}" if upto == 1 else f"revisions 1-{upto} of {total}"
+    whole = status.coverage is not None and status.coverage.name == "ENTIRE_FILE"
+    return covered + (" (the whole file)" if whole else "")
+
+
+def _signature_fields(reader: PdfFileReader) -> set[str]:
+    return {name for name, _, _ in fields.enumerate_sig_fields(reader)}
+
+
+def _fields_named(changes: pdf_changes.RevisionChanges) -> list[str]:
+    return [
+        item.removeprefix("form field ").rsplit(" ", 1)[0] for item in changes.items if item.startswith("form field ")
+    ]
+
+
+def _modified_reason(
+    level: str, filled: list[str], docmdp_broken: bool, revisions: tuple[PdfRevision, ...], status: PdfSignatureStatus
+) -> str:
+    """Why the signature no longer stands for the document: what changed, and where."""
+    what = [f"revision {r.index + 1}: {r.description.split(': ', 1)[-1]}" for r in revisions if not r.allowed]
+    if filled:
+        what.append("form field(s) " + ", ".join(filled) + " changed")
+    if docmdp_broken and level not in ("ANNOTATIONS", "OTHER") and not filled:
+        what.append("the certification signature's permissions (DocMDP) allow no such change")
+    if level == "OTHER" and status.diff_result is not None and not hasattr(status.diff_result, "changed_form_fields"):
+        what.append(f"pyHanko: {' '.join(str(status.diff_result).split())[:300]}")
+    return "the document was changed after this signature in a way that is not allowed" + (
+        " (" + "; ".join(what) + ")" if what else ""
     )
 
 
@@ -727,6 +844,8 @@ def _modification_level(status: PdfSignatureStatus) -> str:
 
 def _untrusted_reason(status: PdfSignatureStatus) -> SubIndication:
     summary = str(getattr(status, "trust_problem_indic", "") or "").upper()
+    if "CHAIN_CONSTRAINTS" in summary:  # pyHanko's verdict when the signer's key usage does not allow signing
+        return SubIndication.SIG_CONSTRAINTS_FAILURE
     if "EXPIRED" in summary or "OUT_OF_BOUNDS" in summary:
         return SubIndication.EXPIRED
     if "NOT_YET_VALID" in summary:

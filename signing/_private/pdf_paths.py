@@ -39,7 +39,7 @@ from pyhanko_certvalidator import ValidationContext
 from signing._private.pathcache import PathCache, RevocationSnapshot, per_store, reusable_until
 from signing.trust import TrustStore
 
-__all__ = ["install", "reusing_passed_paths"]
+__all__ = ["Evidence", "install", "reusing_passed_paths"]
 
 _ValidateCertUsage = Callable[..., Awaitable[Any]]
 
@@ -79,10 +79,23 @@ def _held(context: ValidationContext) -> RevocationSnapshot:
     return tuple(o.dump() for o in context.ocsps), tuple(c.dump() for c in context.crls)
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """Validation data a document carries for the long term (its DSS): used as the store's own."""
+
+    certs: tuple[x509.Certificate, ...] = ()
+    ocsps: tuple[bytes, ...] = ()  # DER
+    crls: tuple[bytes, ...] = ()  # DER
+
+
 @contextmanager
-def reusing_passed_paths(trust: TrustStore, moment: datetime | None) -> Iterator[ValidationContext]:
-    """A validation context of ``trust`` at ``moment``, whose signer path validations may be reused."""
-    context = trust.validation_context(moment)
+def reusing_passed_paths(
+    trust: TrustStore, moment: datetime | None, evidence: Evidence = Evidence()
+) -> Iterator[ValidationContext]:
+    """A validation context of ``trust`` at ``moment``, with the document's ``evidence``, whose signer path
+    validations may be reused (the evidence is part of what they depend on: the certificates path building
+    could use, and the revocation data held)."""
+    context = trust.validation_context(moment, extra_certs=evidence.certs, ocsps=evidence.ocsps, crls=evidence.crls)
     token = _SCOPE.set(_Scope(trust, context, moment, _held(context)))
     try:
         yield context
