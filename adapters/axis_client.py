@@ -391,7 +391,11 @@ class AxisClient:
                     request_headers=response.request.headers.multi_items(),
                 )
             except ResponseSignatureError as e:
-                raise ResponseSignatureError(f"{what}: {e.reason}", status=status) from None
+                if 200 <= status < 300 or self.require_signed_errors:
+                    raise ResponseSignatureError(f"{what}: {e.reason}", status=status) from None
+                # An error answer not provably for this request (a refusal of its signature is never bound to
+                # it, protocol §4) is worth what an unsigned one is: it only says whether to retry.
+                signed = False
         if status in expect:
             return status, body, response.headers
         if 200 <= status < 300:

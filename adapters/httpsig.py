@@ -21,7 +21,7 @@ import base64
 import os
 import re
 import secrets
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,12 +78,15 @@ __all__ = [
     "NodeKey",
     "NodeSigningAuth",
     "PublicKeyInput",
+    "SignedRequestHeaders",
     "VerifiedRequest",
     "VerifiedResponse",
     "load_public_key",
     "sign_request",
     "sign_response",
     "verify_request",
+    "verify_request_body",
+    "verify_request_headers",
     "verify_response",
 ]
 
@@ -338,8 +341,45 @@ def verify_request(
     stores the nonce until ``until`` and returns False if it was already stored. It is called last, only
     for requests whose signature verified, so strangers cannot fill the store.
 
+    The same as :func:`verify_request_headers` then :func:`verify_request_body`; a server should call those
+    two itself, reading the body in between, so that a stranger cannot make it read (and hold) a body.
+
     Raises an :class:`~adapters.errors.HttpSignatureError` subclass carrying ``http_status`` (401: missing,
     bad, expired or replayed signature; 400: malformed headers, body not matching its digest) and ``reason``.
+    """
+    signed = verify_request_headers(method, url, headers, resolve_key=resolve_key, now=now, max_skew=max_skew)
+    return verify_request_body(signed, body, remember_nonce=remember_nonce)
+
+
+@dataclass(frozen=True)
+class SignedRequestHeaders:
+    """A request whose signature verified over its method, path, query and headers (Content-Digest among them).
+
+    Its body is not checked yet, nor its nonce spent: :func:`verify_request_body` does both.
+    """
+
+    keyid: str
+    created: datetime
+    expires: datetime
+    nonce: str
+    signature: bytes
+    accept_until: datetime
+    covered_components: Mapping[str, str]
+
+
+def verify_request_headers(
+    method: str,
+    url: str,
+    headers: HeaderInput,
+    *,
+    resolve_key: Callable[[str], PublicKeyInput | None],
+    now: datetime | None = None,
+    max_skew: int = MAX_SKEW,
+) -> SignedRequestHeaders:
+    """Every check of :func:`verify_request` that needs no body: the signature, by a known node, fresh.
+
+    The signature covers the ``Content-Digest`` field, not the body, so it can be checked before a byte of
+    the body is read: a server that does so holds a body only for a node it knows.
     """
     moment = _now(now)
     pairs = header_pairs(headers)
@@ -366,17 +406,25 @@ def verify_request(
         results = _verifier(keyid, public_key).verify(view, max_age=None, require_components=REQUEST_COMPONENTS)
     except HTTPMessageSignaturesException as e:
         raise SignatureInvalidError(f"the signature does not verify: {e}") from None
-    try:
-        digest_checked = ContentDigest.verify_components(results[0].covered_components, body)
-    except HTTPMessageSignaturesException as e:
-        raise ContentDigestMismatchError(f"the body does not match its Content-Digest: {e}") from None
-    if not digest_checked:  # pragma: no cover - coverage of content-digest was checked above
-        raise SignatureInvalidError("the signature does not cover the body")
     # The nonce must be remembered for as long as the request could be accepted.
     accept_until = min(expires, created + timedelta(seconds=max_skew))
-    if not remember_nonce(keyid, nonce, accept_until):
-        raise ReplayedRequestError(f"the nonce {nonce!r} of {keyid!r} was already used: replayed request")
-    return VerifiedRequest(keyid, created, expires, nonce, parsed.signature)
+    covered = dict(results[0].covered_components)
+    return SignedRequestHeaders(keyid, created, expires, nonce, parsed.signature, accept_until, covered)
+
+
+def verify_request_body(
+    signed: SignedRequestHeaders, body: bytes, *, remember_nonce: Callable[[str, str, datetime], bool]
+) -> VerifiedRequest:
+    """The rest of :func:`verify_request`: the body matches the signed Content-Digest; the nonce is spent."""
+    try:
+        digest_checked = ContentDigest.verify_components(signed.covered_components, body)
+    except HTTPMessageSignaturesException as e:
+        raise ContentDigestMismatchError(f"the body does not match its Content-Digest: {e}") from None
+    if not digest_checked:  # pragma: no cover - coverage of content-digest was checked before
+        raise SignatureInvalidError("the signature does not cover the body")
+    if not remember_nonce(signed.keyid, signed.nonce, signed.accept_until):
+        raise ReplayedRequestError(f"the nonce {signed.nonce!r} of {signed.keyid!r} was already used: replayed request")
+    return VerifiedRequest(signed.keyid, signed.created, signed.expires, signed.nonce, signed.signature)
 
 
 # -- responses -------------------------------------------------------------------------------------------

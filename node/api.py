@@ -39,6 +39,9 @@ PROBLEM = "application/problem+json"
 EXCHANGE = "/api/v1/exchange"
 MAX_BATCH = 500  # envelopes in one POST /envelopes/batch
 MAX_INLINE = 64 * 1024 * 1024  # bytes of envelopes one inbox listing may carry
+# Inbox long-polls one node may hold open at a time (its inbox worker needs one, a replica one more); the
+# others are answered at once, as with wait=0, so a node cannot tie up the axis's connections and threads.
+MAX_LONG_POLLS = 4
 MAX_SQL_INT = 2**63 - 1  # a larger number in a query makes the database driver fail (a 500, not the caller's 4xx)
 
 
@@ -123,31 +126,50 @@ class NodeCall:
 
 def node_auth(runtime: NodeRuntime) -> Callable[[Request], Awaitable[NodeCall]]:
     from adapters.errors import HttpSignatureError
-    from adapters.httpsig import verify_request
+    from adapters.httpsig import verify_request_body, verify_request_headers
 
     remember = _remember_nonce(runtime)
     limit = runtime.settings.max_envelope_bytes
 
+    def refused(request: Request, e: HttpSignatureError) -> ProblemError:
+        _auth_failed(runtime, request, path=request.url.path, reason=e.reason)
+        return ProblemError(e.http_status, "unauthenticated", e.reason)
+
     async def dependency(request: Request) -> NodeCall:
-        body = await read_body(request, limit)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ProblemError(413, "too-large", f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+        # The signature covers the Content-Digest field, not the body: it is checked before a byte of the body
+        # is read, so a stranger cannot make this node take in (and hold) bodies up to the limit.
         try:
-            verified = verify_request(
-                request.method,
-                str(request.url),
-                list(request.headers.items()),
-                body,
-                resolve_key=runtime.public_key_of,
-                remember_nonce=remember,
+            signed = verify_request_headers(
+                request.method, str(request.url), list(request.headers.items()), resolve_key=runtime.public_key_of
             )
         except HttpSignatureError as e:
-            _auth_failed(runtime, request, path=request.url.path, reason=e.reason)
-            raise ProblemError(e.http_status, "unauthenticated", e.reason) from None
+            raise refused(request, e) from None
+        body = await read_body(request, limit)
+        try:
+            verified = verify_request_body(signed, body, remember_nonce=remember)
+        except HttpSignatureError as e:
+            raise refused(request, e) from None
         peer = runtime.peer(verified.keyid)
         assert peer is not None  # resolve_key knew it
+        # From here on, answers are bound to this request's signature (and before, never: see _bound_to).
         request.state.signature = verified
         return NodeCall(peer, body, verified)
 
     return dependency
+
+
+def _bound_to(request: Request) -> list[tuple[str, str]] | None:
+    """The request headers an exchange answer is bound to: only those of a request whose signature, body and
+    nonce were accepted here. Binding an answer to any request carrying a ``Signature`` field would make this
+    node a signing oracle: whoever saw a node's request on the way (a proxy) could send its Signature with
+    another path or body, or again, and hand the node's signed, bound refusal back as the answer to it — a
+    forged 4xx that the caller would take as final and dead-letter its message for."""
+    if getattr(request.state, "signature", None) is None:
+        return None
+    return list(request.headers.items())
 
 
 T = TypeVar("T")
@@ -180,9 +202,7 @@ def signed_bytes(
     from adapters.httpsig import sign_response
 
     all_headers = {"content-type": media_type, **(headers or {})}
-    all_headers.update(
-        sign_response(status, all_headers, body, runtime.node_key, request_headers=dict(request.headers))
-    )
+    all_headers.update(sign_response(status, all_headers, body, runtime.node_key, request_headers=_bound_to(request)))
     return Response(body, status_code=status, headers=all_headers, media_type=media_type)
 
 
@@ -193,6 +213,9 @@ def _auth_failed(runtime: NodeRuntime, request: Request, **fields: Any) -> None:
     if suppressed is not None:
         if suppressed:
             fields["suppressed"] = suppressed  # failures from this client not recorded since the last one
+        elsewhere = runtime.auth_failures.forgotten()
+        if elsewhere:
+            fields["suppressed_elsewhere"] = elsewhere  # those of clients no longer told apart
         record_event(runtime, "auth.failed", client=client, **fields)
 
 
@@ -284,6 +307,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
     app.state.runtime, app.state.workers = runtime, workers
     app.state.verification_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
     app.state.mail_events = {}  # node id → the event its inbox long-poll waits on
+    app.state.long_polls = {}  # node id → how many of its inbox long-polls are waiting now
     _install_problem_handlers(app)
     _limit_request_bodies(app, runtime.settings.max_envelope_bytes + UPLOAD_OVERHEAD)
     auth_node = node_auth(runtime)
@@ -942,7 +966,25 @@ def _parse(model: type[_Body], body: bytes, what: str) -> _Body:
 async def _list_inbox(
     app: FastAPI, runtime: NodeRuntime, node_id: str, limit: int, wait: float, inline: int
 ) -> list[dict[str, Any]]:
-    """The caller's queued deliveries; when there are none, wait up to ``wait`` seconds for some."""
+    """The caller's queued deliveries; when there are none, wait up to ``wait`` seconds for some.
+
+    At most MAX_LONG_POLLS of one node's requests wait at a time; beyond them, the listing is answered at once.
+    """
+    polls: dict[str, int] = app.state.long_polls
+    if wait <= 0 or polls.get(node_id, 0) >= MAX_LONG_POLLS:
+        return await _poll_inbox(app, runtime, node_id, limit, 0, inline)
+    polls[node_id] = polls.get(node_id, 0) + 1  # on the event loop: no other task runs in between
+    try:
+        return await _poll_inbox(app, runtime, node_id, limit, wait, inline)
+    finally:
+        polls[node_id] -= 1
+        if not polls[node_id]:
+            del polls[node_id]
+
+
+async def _poll_inbox(
+    app: FastAPI, runtime: NodeRuntime, node_id: str, limit: int, wait: float, inline: int
+) -> list[dict[str, Any]]:
     import anyio
 
     deadline = time.monotonic() + wait
@@ -1091,7 +1133,7 @@ def _install_problem_handlers(app: FastAPI) -> None:
                     headers,
                     bytes(response.body),
                     runtime.node_key,
-                    request_headers=list(request.headers.items()),
+                    request_headers=_bound_to(request),
                 )
             )
         return response

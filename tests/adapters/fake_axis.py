@@ -62,7 +62,10 @@ class ProblemError(Exception):
 def create_app(state: AxisState) -> Starlette:
     def answer(request: Request, status: int, body: bytes, media_type: str, **extra: str) -> Response:
         headers = {"Content-Type": media_type, **extra}
-        headers.update(sign_response(status, headers, body, state.key, request_headers=request.headers.items()))
+        # bound only to a request that was accepted (docs/protocol.md §4): no signing oracle for a proxy
+        accepted = getattr(request.state, "verified", False)
+        bound_to = request.headers.items() if accepted else None
+        headers.update(sign_response(status, headers, body, state.key, request_headers=bound_to))
         return Response(body, status_code=status, headers=headers)
 
     def problem(request: Request, e: ProblemError) -> Response:
@@ -86,6 +89,7 @@ def create_app(state: AxisState) -> Starlette:
         except HttpSignatureError as e:
             state.refused.append((e.http_status, e.reason))
             raise ProblemError(e.http_status, "unauthenticated", e.reason) from None
+        request.state.verified = True
         return verified.keyid, body
 
     def endpoint(fn: Any) -> Any:

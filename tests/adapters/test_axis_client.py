@@ -113,6 +113,30 @@ def test_unknown_node_gets_401_permanent(axis: Axis) -> None:
     with axis.client(NodeKey.generate("stranger")) as client, pytest.raises(PermanentDeliveryError) as info:
         client.inbox()
     assert info.value.status == 401
+    assert not info.value.signed  # a refusal of the request's signature is never bound to it (protocol §4)
+    # so a node, which requires signed errors, retries and alerts instead of taking it as final
+    strict = axis.client(NodeKey.generate("stranger"), require_signed_errors=True)
+    with strict, pytest.raises(ResponseSignatureError) as retry:
+        strict.inbox()
+    assert retry.value.status == 401
+
+
+def test_a_refusal_elicited_with_a_copied_signature_is_not_final(axis: Axis) -> None:
+    """A man in the middle forwards the node's request with another body: the axis's signed 400 is not bound
+    to the node's request, so a client that requires signed errors does not take it as a final refusal."""
+
+    def man_in_the_middle(request: httpx.Request) -> httpx.Response:
+        tampered = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        answer = httpx.post(str(request.url), content=request.content + b"<!-- x -->", headers=tampered, timeout=5)
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    transport = httpx.MockTransport(man_in_the_middle)
+    client = AxisClient(axis.url, SENDER, AXIS.public_key_bytes, transport=transport, require_signed_errors=True)
+    with client, pytest.raises(ResponseSignatureError) as info:
+        client.send_envelope(ENVELOPE, MID)
+    assert info.value.status == 400
+    assert axis.state.refused and axis.state.refused[-1][0] == 400
+    assert axis.state.envelopes == {}
 
 
 def test_fetch_unknown_delivery_is_404(axis: Axis) -> None:
@@ -312,6 +336,10 @@ def test_attack_oversized_upload(axis: Axis) -> None:
     with axis.client() as client, pytest.raises(PermanentDeliveryError) as info:
         client.send_envelope(body, hashlib.sha256(body).hexdigest())
     assert info.value.status == 413
+    # refused before the body is known to be the signed one: not bound to the request (a proxy could elicit
+    # it with any Content-Length), so not final for a client that requires signed errors
+    assert not info.value.signed
+    assert not axis.state.envelopes
 
 
 def test_attack_reading_another_nodes_delivery(axis: Axis) -> None:

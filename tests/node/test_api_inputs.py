@@ -228,3 +228,54 @@ def test_a_timestamp_authority_that_is_down_is_a_503_not_the_clerk_s_file(
     answer = _send_form(api, sample_pdf(size=500))
     assert answer.status_code == 503, answer.text
     assert f"127.0.0.1:{port}" in answer.json()["detail"] and _queued(api) == before
+
+
+def _signed_as_axis(api: Api, method: str, url: str, body: bytes = b"") -> dict[str, str]:
+    from adapters.httpsig import NodeKey, sign_request
+
+    axis = AXES[0].node_id
+    key = NodeKey.load(api.runtime.settings.config_dir.parent / axis / "node-key.pem", axis)
+    return sign_request(method, url, {}, body, key)
+
+
+def test_one_node_cannot_hold_more_than_a_few_inbox_long_polls_open(api: Api) -> None:
+    """Every long-poll holds a connection and looks at the database each second: a node that opens many
+    gets MAX_LONG_POLLS waiting, and the rest answered at once (as with wait=0), not a connection each."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from node.api import MAX_LONG_POLLS
+
+    url = "http://testserver/api/v1/exchange/inbox?limit=5&wait=3"
+
+    def poll(_: int) -> tuple[int, float]:
+        started = time.monotonic()
+        r = api.client.get(url, headers=_signed_as_axis(api, "GET", url))
+        return r.status_code, time.monotonic() - started
+
+    extra = 3
+    with ThreadPoolExecutor(MAX_LONG_POLLS + extra) as pool:
+        answers = list(pool.map(poll, range(MAX_LONG_POLLS + extra)))
+    assert {status for status, _ in answers} == {200}
+    assert sum(took < 1.5 for _, took in answers) == extra, answers
+    assert api.client.app.state.long_polls == {}  # type: ignore[attr-defined]
+
+
+def test_failed_logins_from_many_addresses_grow_the_audit_log_at_a_bounded_pace_too() -> None:
+    """One IPv6 host holds a whole /64, and a stranger may hold many addresses: the bound per address is not
+    enough, so all clients together have one too; nothing goes uncounted, forgotten clients included."""
+    from node._private.auth_failures import AuthFailureLimiter
+
+    now = [0.0]
+    limiter = AuthFailureLimiter(per_minute=3, total_per_minute=10, max_clients=50, clock=lambda: now[0])
+    same_host = [limiter.admit(f"2001:db8:1:2::{n:x}") for n in range(10)]
+    assert same_host == [0, 0, 0] + [None] * 7  # one /64 is one client
+    recorded = [limiter.admit(f"2001:db8:{n:x}::1") for n in range(200)]
+    assert sum(r is not None for r in recorded) == 7  # 10 a minute for everyone together
+    # every unrecorded failure is still counted, by its client while it is remembered (only 50 are), else
+    # apart, to be recorded with the next failure that is
+    held = sum(w.suppressed for w in limiter._windows.values())
+    assert held + limiter.forgotten() == 7 + 193
+    assert limiter.forgotten() == 0  # taken once
+    now[0] = 61.0
+    assert limiter.admit("192.0.2.1") == 0  # a new minute: recorded again

@@ -242,3 +242,60 @@ def test_an_oversized_clerk_upload_is_413_before_it_is_read(exchange: Exchange) 
         headers={"Authorization": f"Bearer {plan.token}", "content-type": "multipart/form-data; boundary=x"},
     )
     problem(r, 413)
+
+
+def test_a_refusal_is_bound_only_to_a_request_that_was_accepted(exchange: Exchange, axis_db: NodeRuntime) -> None:
+    """Whoever sees a node's request on the way (a proxy) must not get the axis to sign a refusal bound to it:
+    the node would take that signed 401 as final and dead-letter its message. So the Signature of a request
+    is reused with another body, and the request is replayed: both are refused, and neither refusal verifies
+    as the answer to the node's request; the honest answer does."""
+    from adapters.errors import ResponseSignatureError
+    from adapters.httpsig import verify_response
+
+    axis = node_key(exchange, "truc-tinh")
+    body = signed_envelope(exchange, "310")
+    url = exchange.network.node("truc-tinh").url + ENVELOPES
+    headers = {"content-type": "application/xml", "lienthong-message-id": envelope_message_id(body)}
+    headers |= sign_request("POST", url, headers, body, node_key(exchange, "so-tai-chinh"))
+
+    def bound(r: httpx.Response) -> bool:
+        try:
+            verify_response(
+                r.status_code, r.headers.multi_items(), r.content, public_key=axis.public_key, request_headers=headers
+            )
+        except ResponseSignatureError:
+            return False
+        return True
+
+    other = signed_envelope(exchange, "311")
+    forged = httpx.post(url, content=other, headers=headers, timeout=30)  # the node's signature, another body
+    problem(forged, 400)
+    assert "signature" in forged.headers  # still signed by the axis, as every exchange answer is...
+    assert not bound(forged)  # ...but not as the answer to the node's request
+    honest = httpx.post(url, content=body, headers=headers, timeout=30)
+    assert honest.status_code == 202, honest.text
+    assert bound(honest)
+    replayed = httpx.post(url, content=body, headers=headers, timeout=30)
+    problem(replayed, 401)
+    assert not bound(replayed)
+    assert stored_count(axis_db, other) == 0
+
+
+def test_a_stranger_cannot_make_the_axis_wait_for_a_body(exchange: Exchange) -> None:
+    """The signature is checked before the body is read: an unsigned request declaring a large body is
+    refused at once, not after the axis has waited for (and held) megabytes of it."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(exchange.network.node("truc-tinh").url)
+    with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {ENVELOPES} HTTP/1.1\r\nHost: {where.netloc}\r\nContent-Type: application/xml\r\n"
+            f"Content-Length: {MAX_AXIS_UPLOAD - 1000}\r\n\r\n<edXML>".encode()
+        )
+        sock.settimeout(5)
+        try:
+            answer = sock.recv(4096)
+        except TimeoutError:
+            answer = b""
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
