@@ -169,7 +169,20 @@ class NodeSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)
+        # environment, then secret files (``$LIENTHONG_SECRETS_DIR/lienthong_database_url`` …), then the YAML file
+        return (env_settings, file_secret_settings, init_settings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from storage.db import DatabaseConfigError, check_database_url
+
+            try:
+                check_database_url(value)
+            except DatabaseConfigError as e:
+                raise ValueError(str(e)) from None
+        return value
 
     @model_validator(mode="after")
     def _role_needs(self) -> NodeSettings:
@@ -238,6 +251,10 @@ def _looks_base64_key(value: str) -> bool:
 def load_settings(path: Path | str | None = None, **overrides: Any) -> NodeSettings:
     """Read the YAML file at ``path`` (or ``$LIENTHONG_CONFIG``), apply the environment, check everything.
 
+    With ``$LIENTHONG_SECRETS_DIR`` (e.g. ``/run/secrets``), a file there named after a variable in lower case
+    (``lienthong_database_url``, ``lienthong_object_store``) sets that field, so URLs holding passwords need
+    not be in the YAML file or the environment; a variable that is set still wins.
+
     Errors name the file and the field that is wrong.
     """
     source = Path(path) if path is not None else _env_config()
@@ -254,8 +271,11 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> NodeSetti
         data = dict(loaded or {})
         data.setdefault("config_dir", source.resolve().parent)
     data.update(overrides)
+    secrets = os.environ.get("LIENTHONG_SECRETS_DIR")
+    if secrets and not Path(secrets).is_dir():
+        raise ConfigError(f"LIENTHONG_SECRETS_DIR={secrets} is not a directory")
     try:
-        return NodeSettings(**data)
+        return NodeSettings(**data, _secrets_dir=secrets or None)
     except ValidationError as e:
         where = f" in {source}" if source else ""
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors())

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
+from sqlalchemy import URL, DateTime, Dialect, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from storage.errors import StorageError
+
+SUPPORTED = "sqlite:///PATH (embedded) or postgresql+psycopg://USER@HOST:PORT/DATABASE (production)"
+
+
+class DatabaseConfigError(StorageError, ValueError):
+    """The database URL is unusable, or the database cannot be reached with it (cấu hình cơ sở dữ liệu sai)."""
 
 
 class Base(DeclarativeBase):
@@ -39,12 +50,64 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def check_database_url(url: str) -> URL:
+    """The parsed URL if it names a database the node supports with a driver that is installed; otherwise
+    :class:`DatabaseConfigError` saying what to write instead. Nothing is connected to."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise DatabaseConfigError(f"not a database URL: {_hide(url)!r}; write {SUPPORTED}") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        raise DatabaseConfigError(f"{_hide(url)!r}: write postgresql+psycopg://, not postgres://")
+    if backend not in ("sqlite", "postgresql"):
+        raise DatabaseConfigError(f"{_hide(url)!r}: the node runs on SQLite or PostgreSQL only; write {SUPPORTED}")
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise DatabaseConfigError(
+            f"{_hide(url)!r}: unknown driver {parsed.get_driver_name()!r}; write {SUPPORTED}"
+        ) from None
+    except ImportError as e:
+        raise DatabaseConfigError(
+            f"{_hide(url)!r}: the driver is not installed ({e}); install lienthong[postgres] "
+            "and write postgresql+psycopg://"
+        ) from None
+    if backend == "postgresql" and not parsed.database:
+        raise DatabaseConfigError(f"{_hide(url)!r} names no database: postgresql+psycopg://USER@HOST:PORT/DATABASE")
+    return parsed
+
+
+def _hide(url: str) -> str:
+    """``url`` with its password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url.split("@")[-1] if "@" in url else url
+
+
+@contextmanager
+def connection_errors(engine: Engine) -> Iterator[None]:
+    """A first connection that fails (server down, wrong password, no such database, unreadable SQLite file)
+    as a :class:`DatabaseConfigError` naming the database without its password, instead of a driver trace."""
+    try:
+        yield
+    except DBAPIError as e:
+        if not e.connection_invalidated and e.statement is not None:
+            raise  # a query failed on a working connection: not a configuration problem
+        detail = " ".join(str(e.orig).split()) if e.orig is not None else str(e)
+        raise DatabaseConfigError(
+            f"cannot use the database {engine.url.render_as_string(hide_password=True)}: {detail}"
+        ) from e
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; for SQLite, WAL journal, a busy timeout and foreign keys on every connection.
 
     WAL lets the API read while a worker writes; the busy timeout makes concurrent writers wait instead of
-    failing with "database is locked".
+    failing with "database is locked". A URL the node cannot use raises :class:`DatabaseConfigError`.
     """
+    check_database_url(url)
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
     engine = create_engine(url, **kwargs)

@@ -15,6 +15,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
+from storage.db import connection_errors
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FIRST_REVISION = "0001"
 FTS_PREFIX = "archive_subject_fts"
@@ -62,14 +64,19 @@ def _config_for_scripts() -> Config:
 
 
 def current(engine: Engine) -> str | None:
-    """The revision the database is at (None: never migrated)."""
-    with engine.connect() as conn:
+    """The revision the database is at (None: never migrated). DatabaseConfigError if it cannot be reached."""
+    with connection_errors(engine), engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str:
-    """Bring the database to ``revision`` (default: the newest); the revision it is at afterwards."""
+    """Bring the database to ``revision`` (default: the newest); the revision it is at afterwards.
+
+    A database that cannot be reached (server down, wrong password, no such database) raises
+    :class:`~storage.db.DatabaseConfigError` before anything is changed."""
     config = _config(engine)
+    with connection_errors(engine), engine.connect():
+        pass  # the first connection: a configuration problem is reported as one, not as a migration failure
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         tables = set(inspect(conn).get_table_names())

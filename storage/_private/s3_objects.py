@@ -75,10 +75,34 @@ def open_s3_store(url: str, retention: RetentionPolicy) -> S3ObjectStore:
     else:
         credentials = {"credentials": ChainedProvider([EnvAWSProvider(), EnvMinioProvider()])}
     try:
-        client = Minio(endpoint, secure=secure, region=options.get("region") or None, **credentials)
+        client = Minio(
+            endpoint,
+            secure=secure,
+            region=options.get("region") or None,
+            http_client=_http_client(),
+            **credentials,
+        )
     except ValueError as exc:
         raise ObjectStoreConfigError(f"bad S3 URL: {exc}") from exc
-    return S3ObjectStore(client, bucket, retention, create_bucket=create_bucket)
+    where = f"{'https' if secure else 'http'}://{endpoint}"
+    return S3ObjectStore(client, bucket, retention, create_bucket=create_bucket, where=where)
+
+
+def _http_client() -> urllib3.PoolManager:
+    """minio's own pool (TLS checked against ``$SSL_CERT_FILE`` or certifi, 5 tries on 5xx answers), except that
+    a server that refuses or does not answer the connection is tried twice, not six times with back-off, and
+    gets 30 s to answer it, not 5 minutes: a node that cannot reach its store says so in seconds."""
+    import os
+
+    import certifi
+
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=30, read=300),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(total=5, connect=1, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+    )
 
 
 def _flag(options: dict[str, str], name: str, *, default: bool) -> bool:
@@ -93,11 +117,21 @@ def _flag(options: dict[str, str], name: str, *, default: bool) -> bool:
 class S3ObjectStore:
     """Objects in one object-locked bucket, keyed ``sha256/<hex>``."""
 
-    def __init__(self, client: Minio, bucket: str, retention: RetentionPolicy, *, create_bucket: bool = True) -> None:
+    def __init__(
+        self,
+        client: Minio,
+        bucket: str,
+        retention: RetentionPolicy,
+        *,
+        create_bucket: bool = True,
+        where: str = "the S3 server",
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.retention = retention
-        self._ensure_bucket(create_bucket)
+        self.where = where
+        with self._opening():
+            self._ensure_bucket(create_bucket)
 
     def __repr__(self) -> str:
         return f"S3ObjectStore(bucket={self.bucket!r})"
@@ -123,6 +157,36 @@ class S3ObjectStore:
                         "enabled (or let the node create it) — it cannot be enabled on an existing bucket"
                     ) from exc
                 raise
+
+    @contextmanager
+    def _opening(self) -> Iterator[None]:
+        """At open, every failure is a configuration problem the operator must fix before the node can run:
+        an unreachable server, TLS against plain HTTP, missing or refused credentials, a missing bucket."""
+        try:
+            yield
+        except ObjectStoreConfigError:
+            raise
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, S3Error) and cause.code in _REFUSED_CREDENTIALS:
+                raise ObjectStoreConfigError(
+                    f"{self.where} refused the credentials ({cause.code}: {cause.message}); check the access "
+                    "key and secret (in the URL, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and that they may "
+                    f"use bucket {self.bucket}"
+                ) from exc
+            if isinstance(cause, S3Error):
+                raise ObjectStoreConfigError(
+                    f"bucket {self.bucket} on {self.where}: {cause.code}: {cause.message}"
+                ) from exc
+            hint = "check the host and port, and that the server runs"
+            if _is_tls_failure(cause):
+                hint = "TLS failed: if the server speaks plain HTTP, add ?secure=false to the URL"
+            raise ObjectStoreConfigError(f"cannot reach {self.where} (bucket {self.bucket}): {hint} ({cause})") from exc
+        except ValueError as exc:  # minio's credential providers found nothing
+            raise ObjectStoreConfigError(
+                f"no S3 credentials for {self.where}: put ACCESS:SECRET in the URL or set "
+                f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or MINIO_ACCESS_KEY and MINIO_SECRET_KEY) ({exc})"
+            ) from exc
 
     # --- finding the version that holds the key's bytes ---
 
@@ -328,6 +392,29 @@ class S3ObjectStore:
             raise StorageError(f"{what}: S3 error {exc.code}: {exc.message}") from exc
         except (MinioException, urllib3.exceptions.HTTPError) as exc:
             raise StorageError(f"{what}: S3 request failed: {exc}") from exc
+
+
+_REFUSED_CREDENTIALS = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "InvalidToken",
+        "ExpiredToken",
+        "InvalidClientTokenId",
+    }
+)
+
+
+def _is_tls_failure(exc: BaseException | None) -> bool:
+    import ssl
+
+    while exc is not None:
+        if isinstance(exc, ssl.SSLError | urllib3.exceptions.SSLError):
+            return True
+        reason = getattr(exc, "reason", None)
+        exc = reason if isinstance(reason, BaseException) else exc.__cause__ or exc.__context__
+    return False
 
 
 def _meta(version: Object, name: str) -> str | None:
