@@ -88,7 +88,7 @@ SIGNER_BOX: Box = (330, 110, 510, 180)
 SEAL_SIZE = 100.0
 # The signer stamp has no text; a standard font, because an embedded subset of zero glyphs trips pyHanko.
 _NO_TEXT = TextBoxStyle(font=SimpleFontEngineFactory("Helvetica", 0.5), font_size=1)
-COPY_BOX: Box = (375, 772, 575, 826)
+COPY_BOX: Box = (375, 772, 575, 826)  # on A4, for a short name: see copy_box
 _FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/msttcorefonts/Times_New_Roman.ttf",
     "/usr/share/fonts/truetype/liberation2/LiberationSerif-Regular.ttf",
@@ -370,8 +370,56 @@ class PdfSignOptions:
     field_name: str | None = None
 
 
-def _style(options: PdfSignOptions, writer: IncrementalPdfFileWriter) -> tuple[TextStampStyle, Box, int]:
-    text_style = TextBoxStyle(font=_font(), font_size=10)
+COPY_TEXT = "Bản sao điện tử — %(organisation)s\nThời gian ký: %(signing_time)s"
+COPY_FONT_SIZE = 10
+COPY_MARGINS = (20.0, 16.0)  # from the right and the top edge of page 1
+_TEXT_BOX_MARGIN = 10.0  # pyHanko's text box margin, on each side of the text
+_MAX_PAGE_TREE_DEPTH = 32
+
+
+def copy_box(page_box: Box, text: str, font_size: float = COPY_FONT_SIZE) -> Box:
+    """The copy stamp's box: at the top right of ``page_box``, wide enough for ``text`` at ``font_size``
+    (never shrunk: the stamp is drawn at its natural size)."""
+    lines = text.split("\n")
+    width = max(_text_width(line, font_size) for line in lines) + 2 * _TEXT_BOX_MARGIN + 2
+    height = len(lines) * font_size * 1.2 + 2 * _TEXT_BOX_MARGIN + 10
+    x1, y1 = page_box[2] - COPY_MARGINS[0], page_box[3] - COPY_MARGINS[1]
+    return (max(page_box[0], x1 - width), y1 - height, x1, y1)
+
+
+def _text_width(text: str, font_size: float) -> float:
+    """The advance width of ``text`` in the stamp font (its subset is scaled to 1000 units per em)."""
+    factory = _font()
+    if not isinstance(factory, _StampFontFactory):
+        return 0.6 * font_size * len(text)  # the standard Times-Roman fallback: a generous average
+    tt = _parsed_font(factory.font_file)
+    if tt is None:
+        return 0.6 * font_size * len(text)
+    cmap = tt.tt.getBestCmap()
+    metrics = tt.tt["hmtx"].metrics
+    notdef = metrics.get(".notdef", (tt.units_per_em // 2, 0))[0]
+    units = sum(metrics.get(cmap.get(ord(ch), ".notdef"), (notdef, 0))[0] for ch in text)
+    return units * font_size / tt.units_per_em
+
+
+def _page_box(writer: IncrementalPdfFileWriter, page: int) -> Box:
+    """The visible area of a page (its CropBox, else its MediaBox, inherited through the page tree)."""
+    node: Any = writer.find_page_for_modification(page)[0].get_object()
+    for _ in range(_MAX_PAGE_TREE_DEPTH):
+        for key in ("/CropBox", "/MediaBox"):
+            if key in node:
+                x0, y0, x1, y1 = (float(v) for v in node[key])
+                return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        if "/Parent" not in node:
+            break
+        node = node["/Parent"]
+    return (0.0, 0.0, 595.0, 842.0)  # A4, as PDF readers assume
+
+
+def _style(
+    options: PdfSignOptions, writer: IncrementalPdfFileWriter, params: dict[str, str]
+) -> tuple[TextStampStyle, Box, int]:
+    text_style = TextBoxStyle(font=_font(), font_size=COPY_FONT_SIZE)
     if options.role is SignatureRole.SIGNER:
         png = options.image or handwriting_png()
         background: PdfContent = _StampImage(png, writer)
@@ -407,11 +455,16 @@ def _style(options: PdfSignOptions, writer: IncrementalPdfFileWriter) -> tuple[T
         )
     return (
         TextStampStyle(
-            stamp_text="Bản sao điện tử — %(organisation)s\nThời gian ký: %(signing_time)s",
+            stamp_text=COPY_TEXT,
             text_box_style=text_style,
             border_width=0,
+            inner_content_layout=layout.SimpleBoxLayoutRule(
+                x_align=layout.AxisAlignment.ALIGN_MAX,
+                y_align=layout.AxisAlignment.ALIGN_MAX,
+                inner_content_scaling=layout.InnerScaling.NO_SCALING,
+            ),
         ),
-        COPY_BOX,
+        copy_box(_page_box(writer, 0), COPY_TEXT % params),
         0,
     )
 
@@ -450,7 +503,11 @@ def sign_pdf(
             raise SignError(f"not a PDF that can be signed: {e}") from None
         existing = sum(1 for _ in fields.enumerate_sig_fields(writer.prev))
         field_name = options.field_name or f"{options.role.value.capitalize()}{existing + 1}"
-        style, box, page = _style(options, writer)
+        params = {
+            "organisation": options.organisation_name or _organisation(key.key.certificate),
+            "signing_time": when.isoformat(),
+        }
+        style, box, page = _style(options, writer, params)
         meta = signers.PdfSignatureMetadata(
             field_name=field_name,
             md_algorithm="sha256",
@@ -467,10 +524,6 @@ def sign_pdf(
             stamp_style=style,
             new_field_spec=SigFieldSpec(sig_field_name=field_name, on_page=page, box=_int_box(box)),
         )
-        params = {
-            "organisation": options.organisation_name or _organisation(key.key.certificate),
-            "signing_time": when.isoformat(),
-        }
         try:
             out = pdf_signer.sign_pdf(writer, appearance_text_params=params, bytes_reserved=reserved)
         except TimestampRequestError as e:  # down, refused, an HTTP error page, a refusal by the TSA

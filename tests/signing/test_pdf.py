@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import re
 import shutil
 import socket
 import subprocess
@@ -325,3 +326,45 @@ def test_a_timestamp_authority_answering_garbage_is_a_sign_error_naming_it(
     with pytest.raises(TimestampError) as raised:  # a SignError, told apart from a PDF that cannot be signed
         _seal_with(key, garbling_tsa)
     assert str(raised.value).startswith(f"timestamp authority {garbling_tsa} did not answer: an unreadable timestamp")
+
+
+def _with_media_box(pdf: bytes, width: int, height: int) -> bytes:
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    page = writer.root["/Pages"]["/Kids"][0].get_object()
+    page[generic.NameObject("/MediaBox")] = generic.ArrayObject(
+        [generic.NumberObject(v) for v in (0, 0, width, height)]
+    )
+    writer.update_container(page)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("width", "height"), [(595, 842), (612, 792), (842, 595)])
+def test_copy_stamp_is_times_10_at_the_top_right_of_page_one_whatever_its_size(
+    key: PdfSigningKey, width: int, height: int
+) -> None:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    name = "Văn phòng Ủy ban nhân dân tỉnh Nghệ An"  # a long name: the stamp grows, its text never shrinks
+    signed = sign_pdf(
+        _with_media_box(sample_pdf("copy"), width, height),
+        key,
+        PdfSignOptions(role=SignatureRole.COPY, organisation_name=name),
+    )
+    page = PdfFileReader(io.BytesIO(signed)).root["/Pages"]["/Kids"][0].get_object()
+    (widget,) = [a.get_object() for a in page["/Annots"]]
+    x0, y0, x1, y1 = (float(v) for v in widget["/Rect"])
+    assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, (widget["/Rect"], width, height)
+    assert width - x1 <= 30 and height - y1 <= 30, "top right"
+    appearance = widget["/AP"]["/N"].get_object()
+    stream = appearance.data
+    assert b"/F1 10 Tf" in stream
+    # the text is drawn at its natural size: no scaling between the stamp and its text
+    scales = [float(m.split()[0]) for m in re.findall(rb"[-\d.]+ 0 0 [-\d.]+ [-\d.]+ [-\d.]+ cm", stream)]
+    assert scales and all(s == pytest.approx(1.0) for s in scales), stream[:300]
+    font = appearance["/Resources"]["/Font"]["/F1"].get_object()
+    assert any(serif in str(font["/BaseFont"]) for serif in ("TimesNewRoman", "LiberationSerif")), font["/BaseFont"]
+    assert "/XObject" not in appearance["/Resources"] or not any(
+        x.get_object().get("/Subtype") == "/Image" for x in appearance["/Resources"]["/XObject"].values()
+    ), "no image on a copy"
