@@ -399,7 +399,7 @@ def _text_width(text: str, font_size: float) -> float:
     metrics = tt.tt["hmtx"].metrics
     notdef = metrics.get(".notdef", (tt.units_per_em // 2, 0))[0]
     units = sum(metrics.get(cmap.get(ord(ch), ".notdef"), (notdef, 0))[0] for ch in text)
-    return units * font_size / tt.units_per_em
+    return float(units) * font_size / tt.units_per_em
 
 
 def _page_box(writer: IncrementalPdfFileWriter, page: int) -> Box:
