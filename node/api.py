@@ -96,12 +96,29 @@ def _remember_nonce(runtime: NodeRuntime) -> Callable[[str, str, datetime], bool
                 if now - swept[0] > timedelta(minutes=1):
                     conn.execute(delete(NonceRow).where(NonceRow.expires_at < now - timedelta(minutes=10)))
                     swept[0] = now
-                conn.execute(_REMEMBER_NONCE, {"key_id": key_id, "nonce": nonce, "expires_at": expires_at})
+                conn.execute(
+                    _REMEMBER_NONCE, {"key_id": key_id, "nonce": _stored_nonce(nonce), "expires_at": expires_at}
+                )
         except IntegrityError:
             return False
         return True
 
     return remember
+
+
+_NONCE_COLUMN = NonceRow.__table__.c.nonce.type.length or 100  # type: ignore[attr-defined]
+
+
+def _stored_nonce(nonce: str) -> str:
+    """The nonce as the database keeps it: the protocol allows 128 characters, the column holds 100 (PostgreSQL
+    would refuse a longer one with an error, a 500 for every such request). A longer nonce is kept as its
+    SHA-256, marked with "~", which no base64url nonce contains, so it cannot collide with a nonce kept as is."""
+    if len(nonce) <= _NONCE_COLUMN:
+        return nonce
+    import base64
+    import hashlib
+
+    return "~" + base64.urlsafe_b64encode(hashlib.sha256(nonce.encode()).digest()).decode().rstrip("=")
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -279,3 +279,28 @@ def test_failed_logins_from_many_addresses_grow_the_audit_log_at_a_bounded_pace_
     assert limiter.forgotten() == 0  # taken once
     now[0] = 61.0
     assert limiter.admit("192.0.2.1") == 0  # a new minute: recorded again
+
+
+def test_a_nonce_as_long_as_the_protocol_allows_is_remembered_and_its_replay_refused(database_url: str) -> None:
+    """Nonces may be 128 characters (protocol §3); the nonces column holds 100, and PostgreSQL refuses a
+    longer value with an error: every such request of a peer was a 500, not a checked one."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from node.api import _remember_nonce
+    from storage.db import make_engine
+    from storage.migrate import upgrade
+
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+        remember = _remember_nonce(SimpleNamespace(engine=engine))  # type: ignore[arg-type]
+        until = datetime.now(UTC) + timedelta(seconds=60)
+        longest, other = "N" * 128, "N" * 127
+        assert remember("truc-tw", longest, until)
+        assert not remember("truc-tw", longest, until)  # replayed
+        assert remember("truc-tw", other, until)
+        assert remember("truc-tw", "n" * 100, until)
+        assert not remember("truc-tw", "n" * 100, until)
+    finally:
+        engine.dispose()
