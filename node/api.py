@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Upload
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import Base64Bytes, BaseModel, Field
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -415,8 +415,13 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
     async def get_delivery(
         request: Request, delivery_id: str, call: Annotated[NodeCall, Depends(auth_node)]
     ) -> Response:
-        row, envelope = _delivery(runtime, delivery_id, call.peer.node_id)
-        data = runtime.objects.get(envelope.object_key)
+        import anyio
+
+        def read() -> tuple[DeliveryRow, bytes]:  # database and object store: off the event loop
+            row, envelope = _delivery(runtime, delivery_id, call.peer.node_id)
+            return row, runtime.objects.get(envelope.object_key)
+
+        row, data = await anyio.to_thread.run_sync(read)
         return signed_bytes(runtime, request, data, "application/xml", headers={"Lienthong-Message-Id": row.message_id})
 
     @app.post(f"{EXCHANGE}/inbox/ack", tags=["exchange"])
@@ -431,8 +436,11 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
     async def ack_delivery(
         request: Request, delivery_id: str, call: Annotated[NodeCall, Depends(auth_node)]
     ) -> Response:
+        import anyio
+
         body = _parse(AckBody, call.body or b"{}", "the acknowledgement")
-        _, unknown = _acknowledge(runtime, call.peer.node_id, [AckItem(delivery_id=delivery_id, **body.model_dump())])
+        ack = AckItem(delivery_id=delivery_id, **body.model_dump())
+        _, unknown = await anyio.to_thread.run_sync(lambda: _acknowledge(runtime, call.peer.node_id, [ack]))
         if unknown:  # another node's delivery is reported as missing, not forbidden: ids are not to be probed
             raise ProblemError(404, "not-found", f"no delivery {delivery_id} for node {call.peer.node_id}")
         return signed_bytes(runtime, request, b"", "application/json", 204)
@@ -908,9 +916,16 @@ def _acknowledge(runtime: NodeRuntime, node_id: str, acks: list[AckItem]) -> tup
                 continue
             if live.state != "queued":
                 continue
-            live.state = "done" if ack.outcome == "done" else "failed"
-            live.outcome_reason = ack.reason
-            live.acked_at = now
+            # Conditional, so that of two replicas acknowledging at once only the first counts (PostgreSQL
+            # re-checks the condition once the other's update is committed); the loser records nothing.
+            settled = s.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id == live.id, DeliveryRow.state == "queued")
+                .values(state="done" if ack.outcome == "done" else "failed", outcome_reason=ack.reason, acked_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if settled.rowcount != 1:  # type: ignore[attr-defined]
+                continue
             record_event(
                 runtime,
                 "message.delivered" if ack.outcome == "done" else "delivery.failed",

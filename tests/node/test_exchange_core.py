@@ -840,3 +840,54 @@ def test_a_status_that_arrives_late_joins_the_history_but_is_not_the_latest(
     assert [h["code"] for h in status_history(dept, result.document_id)] == ["03", "05"]
     (entry,) = ArchiveIndex(dept.engine).search(ArchiveQuery(document_id=result.document_id, kind="document")).items
     assert entry.latest_status == "05"
+
+
+def test_two_acknowledgements_of_one_delivery_at_once_count_once(nodes: Nodes) -> None:
+    """Two replicas of the ministry's node acknowledge the same delivery in the same instant (both read it
+    queued, then both write): the first counts, the other changes nothing and records nothing."""
+    import contextlib
+    import threading
+
+    from sqlalchemy import event
+
+    from node.api import AckItem, _acknowledge
+
+    dept, low = nodes["so-tai-chinh"], nodes["truc-tinh"]
+    result = send_document(dept, report("262", to=(PROVINCE,)))
+    sent = stored(dept, result.envelope_id)
+    accept_envelope(low, sent, message_id=result.message_id, from_node=low.peer("so-tai-chinh"))  # type: ignore[arg-type]
+    with low.session() as s:
+        query = select(DeliveryRow.delivery_id).where(DeliveryRow.message_id == result.message_id)
+        delivery_id = s.scalars(query).one()
+
+    both_read = threading.Barrier(2, timeout=3)
+
+    def after_both_read(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("UPDATE DELIVERIES"):
+            # SQLite lets one writer in at a time: there the other waits its turn instead, and the barrier breaks
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_read.wait()
+
+    outcomes: dict[str, int] = {}
+
+    def acknowledge(outcome: str) -> None:
+        known, _ = _acknowledge(low, "ubnd-tinh", [AckItem(delivery_id=delivery_id, outcome=outcome)])
+        outcomes[outcome] = known
+
+    event.listen(low.engine, "before_cursor_execute", after_both_read)
+    try:
+        threads = [threading.Thread(target=acknowledge, args=(o,)) for o in ("done", "fail")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+    finally:
+        event.remove(low.engine, "before_cursor_execute", after_both_read)
+    assert outcomes == {"done": 1, "fail": 1}  # both ids were known
+    entries = (e.event() for e in low.audit.entries(0, low.audit.size()))
+    settling = ("message.delivered", "delivery.failed")
+    settled = [e for e in entries if e["type"] in settling and e.get("message_id") == result.message_id]
+    assert len(settled) == 1, settled
+    with low.session() as s:
+        state = s.scalars(select(DeliveryRow.state).where(DeliveryRow.delivery_id == delivery_id)).one()
+    assert state == ("done" if settled[0]["type"] == "message.delivered" else "failed")
