@@ -91,7 +91,7 @@ class DeliveryRow(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("message_id", "recipient", name="uq_delivery_message_recipient"),
-        Index("ix_deliveries_node_state", "node_id", "state"),
+        Index("ix_deliveries_node_state_id", "node_id", "state", "id"),  # the inbox, read in id order
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, inspect
 
 from storage.archive import ArchiveIndex, ArchiveQuery, ArchiveRecord
-from storage.db import create_schema, make_engine
+from storage.db import make_engine
 from storage.migrate import FIRST_REVISION, current, head, schema_differences, upgrade
 
 
@@ -50,11 +50,39 @@ def test_text_search_works_on_a_migrated_database(engine: Engine) -> None:
 
 
 def test_a_database_made_before_migrations_is_stamped_then_upgraded(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     try:
-        create_schema(engine)
+        # what create_schema made before migrations existed: the first revision's tables, and no alembic_version
+        upgrade(engine, FIRST_REVISION)
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE alembic_version"))
         assert current(engine) is None
         assert upgrade(engine) == head()
         assert head() >= FIRST_REVISION
     finally:
         engine.dispose()
+
+
+def test_a_node_s_inbox_is_read_in_order_from_an_index_not_sorted(engine: Engine) -> None:
+    """After a recipient was down for days its queued backlog is large; each look at its inbox must not sort it."""
+    from sqlalchemy import select, text
+
+    from storage.exchange import DeliveryRow
+
+    upgrade(engine)
+    assert "ix_deliveries_node_state_id" in {i["name"] for i in inspect(engine).get_indexes("deliveries")}
+    if engine.dialect.name != "postgresql":
+        return  # SQLite's indexes end with the rowid: in id order already
+    listing = (
+        select(DeliveryRow.id)
+        .where(DeliveryRow.node_id == "bo-tai-chinh", DeliveryRow.state == "queued")
+        .order_by(DeliveryRow.id)
+        .limit(50)
+    )
+    sql = str(listing.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as connection:
+        connection.execute(text("SET enable_seqscan = off"))  # as the planner would choose for a large table
+        plan = "\n".join(row[0] for row in connection.execute(text(f"EXPLAIN {sql}")))
+    assert "ix_deliveries_node_state_id" in plan and "Sort" not in plan, plan
