@@ -76,11 +76,16 @@ class NodeRuntime:
         self.settings = settings
         self.data_path = settings.data_path
         self.data_path.mkdir(parents=True, exist_ok=True)
-        self.engine = make_engine(settings.database)
-        if create:
-            from storage.migrate import upgrade
+        from storage.db import DatabaseConfigError
 
-            upgrade(self.engine)
+        try:
+            self.engine = make_engine(settings.database)
+            if create:
+                from storage.migrate import upgrade
+
+                upgrade(self.engine)
+        except DatabaseConfigError as e:  # unreachable, refused, no such database: the operator's to fix
+            raise ConfigError(f"database: {e}") from None
         self.sessions = session_factory(self.engine)
         # Set when a transaction that queued outbox rows commits (``mark_outbox``): the outbox worker wakes at
         # once instead of at its next poll, whichever thread queued the message.

@@ -615,11 +615,14 @@ def _engine(config: Path | None):  # type: ignore[no-untyped-def]
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = None) -> None:
     """Bring the database to the schema of this version (also done at every start)."""
+    from storage.db import DatabaseConfigError
     from storage.migrate import upgrade
 
     engine = _engine(config)
     try:
         out.print(f"database at revision {upgrade(engine)}")
+    except DatabaseConfigError as e:
+        raise _fail(f"database: {e}") from None
     finally:
         engine.dispose()
 
@@ -627,12 +630,15 @@ def db_upgrade(config: ConfigOption = None) -> None:
 @db_app.command("current")
 def db_current(config: ConfigOption = None) -> None:
     """The database's revision, the newest this program knows, and whether the schema matches."""
+    from storage.db import DatabaseConfigError
     from storage.migrate import current, head, schema_differences
 
     engine = _engine(config)
     try:
         now, newest = current(engine), head()
         differences = schema_differences(engine) if now is not None else []
+    except DatabaseConfigError as e:
+        raise _fail(f"database: {e}") from None
     finally:
         engine.dispose()
     out.print(f"database revision: {now or 'none (run lienthong db upgrade)'}; this program: {newest}")

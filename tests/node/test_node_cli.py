@@ -304,3 +304,20 @@ def test_answering_a_document_id_two_senders_used_asks_which_and_answers_the_one
     shown = runner.invoke(app, ["status", shared, "--config", str(ministry), "--sender", senders[1], "--json"])
     history = json.loads(shown.output)["history"]
     assert [(h["code"], h["document_sender"]) for h in history] == [("03", senders[1])]
+
+
+@pytest.mark.parametrize("command", [["status", "000.01.41.H41,2026/11/16,245/BC-STC"], ["db", "current"]])
+def test_a_database_that_cannot_be_reached_is_one_sentence_with_the_password_hidden(
+    department: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    import socket
+
+    with socket.socket() as free:  # a port nothing listens on: the database server is down
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setenv("LIENTHONG_DATABASE_URL", f"postgresql+psycopg://lienthong:s3cret@127.0.0.1:{port}/lienthong")
+    result = runner.invoke(app, [*command, "--config", str(department)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # a message, not a traceback
+    assert "database" in result.output and f"127.0.0.1:{port}" in result.output
+    assert "s3cret" not in result.output
