@@ -73,6 +73,15 @@ def _runtime(config: Path | None):  # type: ignore[no-untyped-def]
         raise _fail(str(e)) from None
 
 
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
 def _settle_garbage_collector() -> None:
     """Keep the cyclic garbage collector off what a node loads once, and let it run less often.
 
@@ -103,6 +112,12 @@ def serve(config: ConfigOption = None) -> None:
     runtime = _runtime(config)
     settings = runtime.settings
     err.print(f"[bold]{settings.role}[/] node {settings.node_id} on http://{settings.host}:{settings.port}")
+    # which backends, said at start: a setting lost on the way (an unquoted & in a sourced file) shows here
+    err.print(
+        f"database {_without_password(settings.database)}; objects {_without_password(settings.objects_url)}",
+        highlight=False,
+        markup=False,
+    )
     app = create_app(runtime)
     _settle_garbage_collector()
     server = uvicorn.Server(

@@ -174,4 +174,5 @@ def test_a_stopped_axis_ends_its_open_long_polls_instead_of_cancelling_them(netw
     network.start(["truc"])
     said = log.read_bytes()[already:].decode(errors="replace")
     assert "CancelledError" not in said and "Exception in ASGI application" not in said, said
+    assert "database sqlite:///" in said and "; objects " in said  # the restart says which backends it uses
     assert took < 2.0, f"the axis took {took:.1f}s to stop"

@@ -321,3 +321,17 @@ def test_a_database_that_cannot_be_reached_is_one_sentence_with_the_password_hid
     assert isinstance(result.exception, SystemExit), result.exception  # a message, not a traceback
     assert "database" in result.output and f"127.0.0.1:{port}" in result.output
     assert "s3cret" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://lienthong:s3cret@db:5432/lt", "postgresql+psycopg://lienthong:***@db:5432/lt"),
+        ("s3://AKIA:s3cret@minio:9000/bucket?secure=false", "s3://AKIA:***@minio:9000/bucket?secure=false"),
+        ("sqlite:///var/node.db", "sqlite:///var/node.db"),
+    ],
+)
+def test_serve_names_its_backends_without_their_passwords(url: str, shown: str) -> None:
+    from node.cli.node_cmds import _without_password
+
+    assert _without_password(url) == shown
