@@ -28,7 +28,16 @@ from adapters._private.http_errors import error_for, error_for_problem
 from adapters.errors import PermanentDeliveryError, ResponseSignatureError, RetryableDeliveryError
 from adapters.httpsig import NodeKey, NodeSigningAuth, PublicKeyInput, load_public_key, verify_response
 
-__all__ = ["Ack", "AxisClient", "FetchedEnvelope", "InboxItem", "SendOutcome", "SendReceipt"]
+__all__ = [
+    "Ack",
+    "AxisClient",
+    "FetchedEnvelope",
+    "InboxItem",
+    "SendOutcome",
+    "SendReceipt",
+    "SentRecipient",
+    "SentReport",
+]
 
 EXCHANGE = "/api/v1/exchange"
 MESSAGE_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -76,6 +85,53 @@ class _BatchItem(BaseModel):
     status: Literal["accepted", "duplicate", "refused"]
     recipients: tuple[str, ...] = ()
     problem: dict[str, object] | None = None
+
+
+class SentRecipient(BaseModel):
+    """What became of a message for one recipient, at the axis that answers (``at``), one hop from the sender.
+
+    ``state``: ``queued`` (waiting for ``node`` to fetch it), ``done`` (``node`` stored and answered it),
+    ``failed`` (``node`` could not take it: ``reason``), ``expired`` (``node`` did not fetch it within the
+    maximum age), or ``forwarded`` to the parent axis ``node`` — then ``forward`` is that hand-over's state
+    (``pending``, ``done``, ``dead`` with ``reason``); its fate further up is the parent axis's to tell.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    recipient: str = Field(min_length=1, max_length=64)
+    at: str = Field(min_length=1, max_length=128)
+    state: str = Field(min_length=1, max_length=20)
+    node: str | None = Field(default=None, max_length=128)
+    forward: str | None = Field(default=None, max_length=20)
+    reason: str | None = Field(default=None, max_length=4000)
+    since: datetime | None = None
+
+    @property
+    def failed(self) -> bool:
+        """It will not reach the recipient from here: refused, expired, or its forward dead-lettered."""
+        return self.state in ("failed", "expired") or (self.state == "forwarded" and self.forward == "dead")
+
+    @property
+    def final(self) -> bool:
+        """Nothing more will change at this axis."""
+        return self.state in ("done", "failed", "expired") or (
+            self.state == "forwarded" and self.forward in ("done", "dead")
+        )
+
+
+class SentReport(BaseModel):
+    """The axis's answer about one message the calling node handed over (``GET /exchange/sent/{id}``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    message_id: str = Field(pattern=_HEX64)
+    sender: str = Field(min_length=1, max_length=64)
+    accepted_at: datetime
+    recipients: tuple[SentRecipient, ...] = ()
+
+
+class _SentReports(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    messages: list[SentReport]
+    unknown: list[str] = Field(default_factory=list)
 
 
 class _BatchReceipt(BaseModel):
@@ -309,6 +365,35 @@ class AxisClient:
         for a in acks:
             self._known.pop(a.delivery_id, None)
         return receipt.unknown
+
+    def sent(self, message_id: str) -> SentReport:
+        """What became of one message this node handed over (``GET /sent/{message_id}``); 404 if not ours."""
+        if not MESSAGE_ID.match(message_id):
+            raise ValueError("message_id must be 64 lowercase hex digits")
+        _, body, _ = self._call(
+            "GET", f"{EXCHANGE}/sent/{message_id}", what=f"asking about {message_id[:16]}", expect=(200,)
+        )
+        report = self._model(SentReport, body, "the report")
+        if report.message_id != message_id:
+            raise RetryableDeliveryError(f"the report names message {report.message_id[:16]}", status=200)
+        return report
+
+    def sent_many(self, message_ids: Sequence[str]) -> tuple[list[SentReport], list[str]]:
+        """What became of several messages this node handed over (``POST /sent``, at most 100): the reports,
+        and the ids the axis does not know as this node's."""
+        if not 1 <= len(message_ids) <= 100:
+            raise ValueError("1..100 message ids")
+        for message_id in message_ids:
+            if not MESSAGE_ID.match(message_id):
+                raise ValueError("message_id must be 64 lowercase hex digits")
+        body = self._post_json(
+            f"{EXCHANGE}/sent", {"message_ids": list(message_ids)}, what=f"asking about {len(message_ids)} messages"
+        )
+        answer = self._model(_SentReports, body, "the reports")
+        asked = set(message_ids)
+        if any(r.message_id not in asked for r in answer.messages):
+            raise RetryableDeliveryError("the reports name messages that were not asked about", status=200)
+        return answer.messages, answer.unknown
 
     # -- lifecycle -------------------------------------------------------------------------------------
 

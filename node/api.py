@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from node.delivery import Workers
+from node.delivery import Workers, answered_by, fate_failed, fate_text
 from node.errors import AmbiguousDocumentError, NodeError, NotFoundError, SendError
 from node.events import log_safe, record_event
 from node.runtime import NodeRuntime, Peer
@@ -42,6 +42,7 @@ MAX_INLINE = 64 * 1024 * 1024  # bytes of envelopes one inbox listing may carry
 # Inbox long-polls one node may hold open at a time (its inbox worker needs one, a replica one more); the
 # others are answered at once, as with wait=0, so a node cannot tie up the axis's connections and threads.
 MAX_LONG_POLLS = 4
+MAX_SENT_QUERY = 100  # message ids in one POST /exchange/sent
 MAX_SQL_INT = 2**63 - 1  # a larger number in a query makes the database driver fail (a 500, not the caller's 4xx)
 
 
@@ -282,6 +283,10 @@ class EnvelopeBatchBody(BaseModel):
     envelopes: list[BatchEnvelope] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+class SentQueryBody(BaseModel):
+    message_ids: list[Annotated[str, Field(pattern="^[0-9a-f]{64}$")]] = Field(min_length=1, max_length=MAX_SENT_QUERY)
+
+
 class WitnessBody(BaseModel):
     checkpoint: str = Field(max_length=10_000, description="the node's checkpoint, a C2SP signed note")
     proof: list[str] = Field(default_factory=list, max_length=128, description="consistency proof, base64 hashes")
@@ -444,6 +449,33 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         if unknown:  # another node's delivery is reported as missing, not forbidden: ids are not to be probed
             raise ProblemError(404, "not-found", f"no delivery {delivery_id} for node {call.peer.node_id}")
         return signed_bytes(runtime, request, b"", "application/json", 204)
+
+    @app.get(EXCHANGE + "/sent/{message_id}", tags=["exchange"])
+    async def get_sent(request: Request, message_id: str, call: Annotated[NodeCall, Depends(auth_node)]) -> Response:
+        """What became of a message the calling node handed over, at this axis (one hop)."""
+        import anyio
+
+        from node.routing import sent_report
+
+        if runtime.settings.role != "axis":
+            raise ProblemError(403, "forbidden", "only an axis knows what became of the messages handed to it")
+        found, _ = await anyio.to_thread.run_sync(lambda: sent_report(runtime, call.peer, [message_id]))
+        if not found:  # another node's message is reported as missing, not forbidden: ids are not to be probed
+            raise ProblemError(404, "not-found", f"no message {message_id[:64]} from node {call.peer.node_id}")
+        return signed_json(runtime, request, found[0])
+
+    @app.post(f"{EXCHANGE}/sent", tags=["exchange"])
+    async def post_sent(request: Request, call: Annotated[NodeCall, Depends(auth_node)]) -> Response:
+        """``GET /sent/{message_id}`` for several messages in one request."""
+        import anyio
+
+        from node.routing import sent_report
+
+        if runtime.settings.role != "axis":
+            raise ProblemError(403, "forbidden", "only an axis knows what became of the messages handed to it")
+        body = _parse(SentQueryBody, call.body or b"{}", "the question")
+        found, unknown = await anyio.to_thread.run_sync(lambda: sent_report(runtime, call.peer, body.message_ids))
+        return signed_json(runtime, request, {"messages": found, "unknown": unknown})
 
     # -- clerks and integrators -----------------------------------------------------------------------
     @app.post("/api/v1/messages", status_code=202, tags=["messages"])
@@ -846,7 +878,12 @@ def _cannot_sign(e: SigningError) -> ProblemError:
 
 def sent_copies(runtime: NodeRuntime, document_id: str, sender: str | None = None) -> list[dict[str, Any]]:
     """Every envelope of this document this node sent, with its delivery to the next hop (pending, done, dead):
-    where a clerk learns that the axis refused it, since then no recipient will ever answer."""
+    where a clerk learns that the axis refused it, since then no recipient will ever answer.
+
+    For a delivered copy some recipient did not answer (01/02) in time, ``recipients`` is what the axis said
+    became of it per recipient (``None`` until it was asked), and ``failed`` those of the unanswered
+    recipients it will never reach (refused by the recipient's node, expired at the axis, or a forward
+    dead-lettered): each with ``text``, the sentence to show."""
     query = (
         select(EnvelopeRow, OutboxRow)
         .join(OutboxRow, OutboxRow.envelope_id == EnvelopeRow.id)
@@ -855,19 +892,35 @@ def sent_copies(runtime: NodeRuntime, document_id: str, sender: str | None = Non
     if sender is not None:
         query = query.where(EnvelopeRow.sender == sender)
     with runtime.session() as s:
-        return [
-            {
-                "message_id": envelope.message_id,
-                "sender": envelope.sender,
-                "to": outbox.destination,
-                "state": outbox.state,
-                "attempts": outbox.attempts,
-                "queued_at": outbox.created_at.astimezone(VIETNAM_TIME).isoformat(),
-                "delivered_at": outbox.done_at.astimezone(VIETNAM_TIME).isoformat() if outbox.done_at else None,
-                "last_error": outbox.last_error,
-            }
-            for envelope, outbox in s.execute(query.order_by(EnvelopeRow.id, OutboxRow.id)).all()
-        ]
+        copies = []
+        for envelope, outbox in s.execute(query.order_by(EnvelopeRow.id, OutboxRow.id)).all():
+            fate = outbox.fate
+            failed = []
+            if fate:
+                answered = answered_by(s, envelope.document_id, envelope.sender)
+                failed = [
+                    {**entry, "text": fate_text(entry)}
+                    for entry in fate
+                    if fate_failed(entry) and entry.get("recipient") not in answered
+                ]
+            copies.append(
+                {
+                    "message_id": envelope.message_id,
+                    "sender": envelope.sender,
+                    "to": outbox.destination,
+                    "state": outbox.state,
+                    "attempts": outbox.attempts,
+                    "queued_at": outbox.created_at.astimezone(VIETNAM_TIME).isoformat(),
+                    "delivered_at": outbox.done_at.astimezone(VIETNAM_TIME).isoformat() if outbox.done_at else None,
+                    "last_error": outbox.last_error,
+                    "recipients": fate,
+                    "checked_at": (
+                        outbox.fate_checked_at.astimezone(VIETNAM_TIME).isoformat() if outbox.fate_checked_at else None
+                    ),
+                    "failed": failed,
+                }
+            )
+        return copies
 
 
 def status_history(runtime: NodeRuntime, document_id: str, sender: str | None = None) -> list[dict[str, Any]]:

@@ -117,7 +117,17 @@ class DeliveryConfig(_Strict):
     poll_interval: float = Field(default=1.0, gt=0)
     initial_backoff: float = Field(default=1.0, gt=0)
     max_backoff: float = Field(default=300.0, gt=0)
-    max_age: float = Field(default=48 * 3600.0, gt=0, description="seconds before a message goes to dead letter")
+    max_age: float = Field(
+        default=48 * 3600.0,
+        gt=0,
+        description="seconds before a message goes to dead letter; on an axis, before an unfetched delivery expires",
+    )
+    answer_wait: float = Field(
+        default=3600.0, gt=0, description="seconds after delivery to the axis without a 01/02 before asking it why"
+    )
+    answer_check_interval: float = Field(
+        default=900.0, gt=0, description="seconds between two questions to the axis about one unanswered copy"
+    )
     batch: int = Field(default=50, ge=1, le=1000)
     workers: int = Field(default=2, ge=1, le=32)
 

@@ -21,12 +21,12 @@ from typing import Any, Literal, cast
 from sqlalchemy import BindParameter, CursorResult, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from adapters.axis_client import Ack, AxisClient, InboxItem, SendOutcome, SendReceipt
+from adapters.axis_client import Ack, AxisClient, InboxItem, SendOutcome, SendReceipt, SentRecipient
 from adapters.errors import PermanentDeliveryError, RetryableDeliveryError
 from node.events import log_safe, record_event
 from node.runtime import NodeRuntime, Peer
 from storage.db import UtcDateTime
-from storage.exchange import EnvelopeRow, OutboxRow
+from storage.exchange import DeliveryRow, EnvelopeRow, OutboxRow, StatusRow
 
 log = logging.getLogger("lienthong.delivery")
 LEASE = timedelta(seconds=60)
@@ -458,6 +458,225 @@ def handle_incoming(
     return "done", None
 
 
+# -- what became of a message after the first hop ----------------------------------------------------------
+EXPIRY_BATCH = 500  # deliveries expired in one transaction
+FATE_BATCH = 100  # copies asked about in one request (POST /exchange/sent)
+
+
+def expire_deliveries(runtime: NodeRuntime, now: datetime | None = None) -> int:
+    """On an axis: settle as ``expired`` the deliveries queued longer than the maximum age; return how many.
+
+    A node that never fetches again (decommissioned, a wrong key) would otherwise leave them queued forever,
+    and their senders waiting for a 01 that cannot come. Each is expired once (a conditional update: of two
+    replicas sweeping at once, one takes each row), with a ``delivery.dead`` event and an ALERT; the sender
+    learns it by asking (``GET /exchange/sent/{message_id}``). An acknowledgement that comes later changes
+    nothing, as for any settled delivery.
+    """
+    now = now or datetime.now(UTC)
+    max_age = runtime.settings.delivery.max_age
+    cutoff = now - timedelta(seconds=max_age)
+    total = 0
+    while True:
+        with runtime.session() as s:
+            due = (
+                select(DeliveryRow.id)
+                .where(DeliveryRow.state == "queued", DeliveryRow.created_at < cutoff)
+                .order_by(DeliveryRow.id)
+                .limit(EXPIRY_BATCH)
+            )
+            expired = s.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id.in_(due.scalar_subquery()), DeliveryRow.state == "queued")
+                .values(
+                    state="expired",
+                    acked_at=now,
+                    outcome_reason=f"not fetched and acknowledged by its node within {max_age:.0f}s",
+                )
+                .returning(DeliveryRow.delivery_id, DeliveryRow.message_id, DeliveryRow.node_id, DeliveryRow.recipient)
+                .execution_options(synchronize_session=False)
+            ).all()
+            for delivery_id, message_id, node_id, recipient in expired:
+                record_event(
+                    runtime,
+                    "delivery.dead",
+                    session=s,
+                    message_id=message_id,
+                    recipient=recipient,
+                    node=node_id,
+                    delivery=delivery_id,
+                    why=f"not fetched within {max_age:.0f}s",
+                )
+        for delivery_id, message_id, node_id, recipient in expired:
+            log.error(
+                "ALERT: delivery %s of message %s for %s expired: node %s did not fetch it within %.0fs",
+                delivery_id,
+                message_id,
+                recipient,
+                node_id,
+                max_age,
+            )
+        total += len(expired)
+        if len(expired) < EXPIRY_BATCH:
+            return total
+
+
+def answered_by(s: Session, document_id: str, sender: str) -> set[str]:
+    """The organisations that answered ``sender``'s document ``document_id`` with 01 or 02 (they have it)."""
+    query = select(StatusRow.reporter).where(
+        StatusRow.document_id == document_id,
+        StatusRow.document_sender == sender,
+        StatusRow.direction == "in",
+        StatusRow.status_code.in_(("01", "02")),
+    )
+    return set(s.scalars(query).all())
+
+
+def fate_failed(entry: dict[str, Any]) -> bool:
+    """An axis's word (``SentRecipient`` as JSON) that the message will not reach this recipient."""
+    state = entry.get("state")
+    return state in ("failed", "expired") or (state == "forwarded" and entry.get("forward") == "dead")
+
+
+def fate_text(entry: dict[str, Any]) -> str:
+    """``failed at truc-tw for 000.00.00.G12: <reason>``: one failed recipient, in one line."""
+    where = f"at {entry.get('at')} for {entry.get('recipient')}"
+    reason = entry.get("reason") or "no reason given"
+    if entry.get("state") == "forwarded":
+        return f"not forwarded {where} to {entry.get('node')}: {reason}"
+    return f"{entry.get('state')} {where}: {reason}"
+
+
+def ask_about_unanswered(runtime: NodeRuntime, clients: dict[str, AxisClient], now: datetime | None = None) -> int:
+    """On an agency node: ask the axis what became of delivered documents some recipient did not answer.
+
+    Only copies delivered to the axis at least ``answer_wait`` ago and not yet settled, each at most once per
+    ``answer_check_interval`` (claimed by setting ``fate_checked_at`` first, so replicas do not both ask), up
+    to :data:`FATE_BATCH` in one request. The answer is kept on the outbox row (``sent_copies`` shows it); a
+    recipient newly reported failed gets a ``message.undelivered`` event and an ALERT. A copy is settled —
+    not asked about again — once every unanswered recipient's state at the axis is final, or when it is
+    older than twice the maximum age (by then the axis has expired or dead-lettered anything still open).
+    Returns how many copies were asked about.
+    """
+    upstream = runtime.upstream
+    if upstream is None:
+        return 0
+    settings = runtime.settings.delivery
+    now = now or datetime.now(UTC)
+    delivered_before = now - timedelta(seconds=settings.answer_wait)
+    horizon = delivered_before - timedelta(seconds=2 * settings.max_age)
+    with runtime.session() as s:
+        candidates = (
+            select(OutboxRow.id)
+            .join(EnvelopeRow, EnvelopeRow.id == OutboxRow.envelope_id)
+            .where(
+                OutboxRow.state == "done",
+                OutboxRow.destination == upstream.node_id,
+                OutboxRow.fate_settled_at.is_(None),
+                OutboxRow.done_at <= delivered_before,
+                EnvelopeRow.direction == "out",
+                EnvelopeRow.kind == "document",
+                or_(
+                    OutboxRow.fate_checked_at.is_(None),
+                    OutboxRow.fate_checked_at <= now - timedelta(seconds=settings.answer_check_interval),
+                ),
+            )
+            .order_by(OutboxRow.done_at)
+            .limit(FATE_BATCH)
+        )
+        ids = list(s.scalars(candidates).all())
+        if not ids:
+            return 0
+        # claimed: the condition is checked again on every row the update changes
+        claimed = s.scalars(
+            update(OutboxRow)
+            .where(
+                OutboxRow.id.in_(ids),
+                or_(
+                    OutboxRow.fate_checked_at.is_(None),
+                    OutboxRow.fate_checked_at <= now - timedelta(seconds=settings.answer_check_interval),
+                ),
+            )
+            .values(fate_checked_at=now)
+            .returning(OutboxRow.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        copies: dict[str, tuple[int, set[str], list[dict[str, Any]], bool]] = {}
+        for outbox, envelope in s.execute(
+            select(OutboxRow, EnvelopeRow)
+            .join(EnvelopeRow, EnvelopeRow.id == OutboxRow.envelope_id)
+            .where(OutboxRow.id.in_(claimed))
+        ).all():
+            unanswered = set(envelope.recipients) - answered_by(s, envelope.document_id, envelope.sender)
+            too_old = outbox.done_at is not None and outbox.done_at < horizon
+            if not unanswered or too_old:
+                outbox.fate_settled_at = now  # everyone answered, or nothing more can change: not asked again
+                continue
+            copies[envelope.message_id] = (outbox.id, unanswered, list(outbox.fate or []), False)
+    if not copies:
+        return 0
+    client = clients.get(upstream.node_id)
+    if client is None:
+        client = clients[upstream.node_id] = client_for(runtime, upstream)
+    reports, unknown = client.sent_many(list(copies))
+    if unknown:
+        log.warning(
+            "the axis %s does not know messages %s that it accepted from this node",
+            upstream.node_id,
+            log_safe(", ".join(m[:16] for m in unknown)),
+        )
+    for report in reports:
+        row_id, unanswered, before, _ = copies[report.message_id]
+        _record_fate(runtime, row_id, report.message_id, unanswered, before, list(report.recipients), now)
+    return len(copies)
+
+
+def _record_fate(
+    runtime: NodeRuntime,
+    row_id: int,
+    message_id: str,
+    unanswered: set[str],
+    before: list[dict[str, Any]],
+    entries: list[SentRecipient],
+    now: datetime,
+) -> None:
+    fate = [e.model_dump(mode="json") for e in entries]
+    pending = [e for e in entries if e.recipient in unanswered]
+    settled = {e.recipient for e in pending if e.final} >= unanswered
+    known_failures = {(b.get("recipient"), b.get("at"), b.get("state"), b.get("forward")) for b in before}
+    new_failures = [e for e in pending if e.failed and (e.recipient, e.at, e.state, e.forward) not in known_failures]
+    with runtime.session() as s:
+        s.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == row_id)
+            .values(fate=fate, fate_settled_at=now if settled else None)
+            .execution_options(synchronize_session=False)
+        )
+        for e in new_failures:
+            record_event(
+                runtime,
+                "message.undelivered",
+                session=s,
+                message_id=message_id,
+                recipient=e.recipient,
+                at=e.at,
+                state=e.state,
+                forward=e.forward,
+                reason=(e.reason or "")[:500],
+            )
+    for e in new_failures:
+        log.error(
+            "ALERT: message %s will not reach %s: %s", message_id, e.recipient, log_safe(fate_text(e.model_dump()))
+        )
+
+
+def follow_up_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
+    """An axis expires what its nodes never fetched; an agency node asks its axis about unanswered copies."""
+    if runtime.settings.role == "axis":
+        expire_deliveries(runtime)
+        return False
+    return ask_about_unanswered(runtime, clients) >= FATE_BATCH  # a full batch: more may be due at once
+
+
 class Workers:
     """The node's background work: one outbox loop and, with an upstream axis, one inbox loop."""
 
@@ -475,6 +694,11 @@ class Workers:
             "inbox", lambda: inbox_step(runtime, self._in_clients, self._acks, self._inbox_memory), interval
         )
         self.witness = Worker("witness", self._witness_step, runtime.settings.checkpoint_interval)
+        delivery = runtime.settings.delivery
+        # often enough that an expiry or an answer is seen soon after it is due; each look is one indexed query
+        follow_up_every = max(interval, min(60.0, delivery.answer_check_interval, delivery.max_age / 10))
+        self._follow_up_clients: dict[str, AxisClient] = {}
+        self.follow_up = Worker("follow-up", lambda: follow_up_step(runtime, self._follow_up_clients), follow_up_every)
 
     def _witness_step(self) -> bool:
         from node.audit import publish_checkpoint
@@ -496,14 +720,16 @@ class Workers:
         self.witness.start()
         if self.runtime.upstream is not None:
             self.inbox.start()
+        if self.runtime.settings.role == "axis" or self.runtime.upstream is not None:
+            self.follow_up.start()
 
     def stop(self) -> None:
-        for worker in (self.outbox, self.inbox, self.witness):
+        for worker in (self.outbox, self.inbox, self.witness, self.follow_up):
             worker.stop()
-        for worker in (self.outbox, self.inbox, self.witness):
+        for worker in (self.outbox, self.inbox, self.witness, self.follow_up):
             if worker.is_alive():
                 # A long-poll may hold the inbox for seconds: nothing is lost by not waiting for it, the
                 # delivery is acknowledged only after it is stored, so it comes again.
                 worker.join(timeout=2)
-        for client in [*self._out_clients.values(), *self._in_clients.values()]:
+        for client in [*self._out_clients.values(), *self._in_clients.values(), *self._follow_up_clients.values()]:
             client.close()

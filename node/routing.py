@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -217,3 +219,66 @@ def _already_accepted(runtime: NodeRuntime, message_id: str) -> AcceptResult | N
         if row is None:
             return None
         return AcceptResult(message_id, "duplicate", tuple(row.recipients))
+
+
+def sent_report(
+    runtime: NodeRuntime, caller: Peer, message_ids: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """What became of messages ``caller`` handed over, at this axis (one hop): per recipient, its delivery
+    here (queued, done, failed, expired) or the forward to the parent axis (pending, done, dead).
+
+    Only messages whose ``From`` the calling node may speak for — the check that let it hand them over — are
+    answered; any other id is ``unknown``, exactly like an id this axis never saw, so nobody can probe.
+    The upstream axis (which may speak for anyone) asks about nothing here.
+    """
+    wanted = list(dict.fromkeys(message_ids))
+    me = runtime.settings.node_id
+    with runtime.session() as s:
+        envelopes = {
+            e.id: e
+            for e in s.scalars(
+                select(EnvelopeRow).where(EnvelopeRow.direction == "transit", EnvelopeRow.message_id.in_(wanted))
+            )
+            if not caller.speaks_for_all and caller.serves(e.sender)
+        }
+        deliveries = s.scalars(
+            select(DeliveryRow).where(DeliveryRow.envelope_id.in_(envelopes)).order_by(DeliveryRow.recipient)
+        ).all()
+        forwards = {o.envelope_id: o for o in s.scalars(select(OutboxRow).where(OutboxRow.envelope_id.in_(envelopes)))}
+        found: dict[str, dict[str, Any]] = {}
+        for envelope in envelopes.values():
+            found[envelope.message_id] = {
+                "message_id": envelope.message_id,
+                "sender": envelope.sender,
+                "accepted_at": envelope.created_at.isoformat(),
+                "recipients": [],
+            }
+        for d in deliveries:
+            found[envelopes[d.envelope_id].message_id]["recipients"].append(
+                {
+                    "recipient": d.recipient,
+                    "at": me,
+                    "state": d.state,  # queued | done | failed | expired
+                    "node": d.node_id,
+                    "forward": None,
+                    "reason": d.outcome_reason,
+                    "since": (d.acked_at or d.created_at).isoformat(),
+                }
+            )
+        for envelope_id, forward in forwards.items():
+            envelope = envelopes[envelope_id]
+            answer = found[envelope.message_id]
+            here = {r["recipient"] for r in answer["recipients"]}
+            for recipient in sorted(set(envelope.recipients) - here):
+                answer["recipients"].append(
+                    {
+                        "recipient": recipient,
+                        "at": me,
+                        "state": "forwarded",
+                        "node": forward.destination,
+                        "forward": forward.state,  # pending | done | dead
+                        "reason": forward.last_error,
+                        "since": (forward.done_at or forward.created_at).isoformat(),
+                    }
+                )
+    return [found[m] for m in wanted if m in found], [m for m in wanted if m not in found]

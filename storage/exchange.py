@@ -71,6 +71,7 @@ class OutboxRow(Base):
     __table_args__ = (
         UniqueConstraint("envelope_id", "destination", name="uq_outbox_envelope_destination"),
         Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_state_done", "state", "done_at"),  # delivered copies still waiting for an answer
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -83,6 +84,11 @@ class OutboxRow(Base):
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # A delivered copy no recipient answered: what the axis said became of it, per recipient (its answer to
+    # ``GET /exchange/sent/{message_id}``), when it was asked, and when nothing more could change (not asked again).
+    fate: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, nullable=True)
+    fate_checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    fate_settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class DeliveryRow(Base):
@@ -92,6 +98,7 @@ class DeliveryRow(Base):
     __table_args__ = (
         UniqueConstraint("message_id", "recipient", name="uq_delivery_message_recipient"),
         Index("ix_deliveries_node_state_id", "node_id", "state", "id"),  # the inbox, read in id order
+        Index("ix_deliveries_state_created", "state", "created_at"),  # the expiry sweep
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -102,10 +109,10 @@ class DeliveryRow(Base):
     sender: Mapped[str] = mapped_column(String(35))
     recipient: Mapped[str] = mapped_column(String(35))
     kind: Mapped[str] = mapped_column(String(8))
-    state: Mapped[str] = mapped_column(String(10), default="queued")  # queued | done | failed
+    state: Mapped[str] = mapped_column(String(10), default="queued")  # queued | done | failed | expired
     outcome_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
-    acked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    acked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # or expired at
 
 
 class RouteRow(Base):

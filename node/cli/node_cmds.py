@@ -183,7 +183,9 @@ def status(
 ) -> None:
     """The status history of a document, per organisation (lịch sử trạng thái), and how its sending went.
 
-    Exit 1 when this node has no such document, or when no copy of it could be delivered to the axis.
+    Exit 1 when this node has no such document, when no copy of it could be delivered to the axis, or when the
+    axis said a copy will not reach a recipient that has not answered (refused by its node, expired, not
+    forwarded).
     """
     from node.api import sent_copies, status_history
 
@@ -196,6 +198,8 @@ def status(
         runtime.close()
     # the clerk must learn that the axis refused it (or it never left): the recipients will never answer
     undelivered = bool(sent) and all(copy["state"] == "dead" for copy in sent)
+    # or it was delivered to the axis, and the axis said later that it will not reach some recipient
+    lost = any(copy.get("failed") for copy in sent)
     if as_json:
         payload = {"document_id": document_id, "history": history, "sent": sent}
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
@@ -207,6 +211,14 @@ def status(
     else:
         for copy in sent:
             out.print(_sending_line(copy))
+            for failed in copy.get("failed") or ():
+                out.print(
+                    Text.assemble(
+                        ("NOT DELIVERED: ", "bold red"),
+                        f"message {str(copy['message_id'])[:16]} {inert(failed['text'])}. "
+                        f"{failed['recipient']} will not answer it; check the address, or send it again.",
+                    )
+                )
         if not history:
             out.print(f"No status is known for {document_id} yet.")
         else:
@@ -230,7 +242,7 @@ def status(
             out.print(table)
             if len(senders) > 1:
                 out.print(f"Two or more senders used this DocumentId; --sender {senders[0]} shows one of them.")
-    if not known or undelivered:
+    if not known or undelivered or lost:
         raise typer.Exit(1)
 
 

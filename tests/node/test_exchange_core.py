@@ -891,3 +891,185 @@ def test_two_acknowledgements_of_one_delivery_at_once_count_once(nodes: Nodes) -
     with low.session() as s:
         state = s.scalars(select(DeliveryRow.state).where(DeliveryRow.delivery_id == delivery_id)).one()
     assert state == ("done" if settled[0]["type"] == "message.delivered" else "failed")
+
+
+# -- what became of a message after the first hop -----------------------------------------------------------
+
+
+def delivery_row(runtime: NodeRuntime, message_id: str, recipient: str) -> DeliveryRow:
+    with runtime.session() as s:
+        return s.scalars(
+            select(DeliveryRow).where(DeliveryRow.message_id == message_id, DeliveryRow.recipient == recipient)
+        ).one()
+
+
+def test_a_delivery_no_node_fetches_expires_at_the_axis_once_with_an_alert(
+    nodes: Nodes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A recipient's node that never polls again (decommissioned, a wrong key) left its deliveries queued
+    forever, and the sender waiting for a 01 that could not come: past the maximum age they expire."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from node.api import AckItem, _acknowledge, _inbox
+    from node.delivery import expire_deliveries
+
+    dept, low = nodes["so-tai-chinh"], nodes["truc-tinh"]
+    old, young = send_document(dept, report("281", to=(PROVINCE,))), send_document(dept, report("282", to=(PROVINCE,)))
+    for sent in (old, young):
+        accept_envelope(
+            low, stored(dept, sent.envelope_id), message_id=sent.message_id, from_node=low.peer("so-tai-chinh")
+        )  # type: ignore[arg-type]
+    max_age = low.settings.delivery.max_age
+    with low.session() as s:
+        s.execute(
+            update(DeliveryRow)
+            .where(DeliveryRow.message_id == old.message_id)
+            .values(created_at=datetime.now(UTC) - timedelta(seconds=max_age + 5))
+        )
+    with caplog.at_level("ERROR"):
+        assert expire_deliveries(low) >= 1
+    expired = delivery_row(low, old.message_id, PROVINCE.organ_id)
+    assert expired.state == "expired" and expired.acked_at is not None
+    assert "not fetched" in (expired.outcome_reason or "")
+    assert delivery_row(low, young.message_id, PROVINCE.organ_id).state == "queued"  # younger: still waiting
+    assert "ALERT" in caplog.text and old.message_id in caplog.text
+    (dead,) = events_of(low, "delivery.dead", old.message_id)
+    assert dead["node"] == "ubnd-tinh" and dead["recipient"] == PROVINCE.organ_id
+    # once: swept again, nothing new; no longer listed; a late acknowledgement changes nothing
+    expire_deliveries(low)
+    assert len(events_of(low, "delivery.dead", old.message_id)) == 1
+    listed = {i["message_id"] for i in _inbox(low, "ubnd-tinh", 500)}
+    assert old.message_id not in listed and young.message_id in listed
+    _acknowledge(low, "ubnd-tinh", [AckItem(delivery_id=expired.delivery_id, outcome="done")])
+    assert delivery_row(low, old.message_id, PROVINCE.organ_id).state == "expired"
+    assert not events_of(low, "message.delivered", old.message_id)
+
+
+def axis_client(axis: NodeRuntime, http: object, caller: NodeRuntime) -> object:
+    """``caller``'s signed client of ``axis``'s app, in process (a TestClient as its transport)."""
+    import httpx
+
+    from adapters.axis_client import AxisClient
+
+    peer = caller.upstream
+    assert peer is not None and peer.node_id == axis.settings.node_id
+    transport = httpx.MockTransport(lambda request: http.send(request))  # type: ignore[attr-defined]
+    return AxisClient("http://testserver", caller.node_key, peer.public_key, transport=transport)
+
+
+def test_the_axis_tells_the_sender_and_only_the_sender_what_became_of_its_message(nodes: Nodes) -> None:
+    """``GET /exchange/sent/{id}``: per recipient, the delivery at this axis or the forward to its parent."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import update
+
+    from adapters.axis_client import AxisClient, SentReport
+    from adapters.errors import PermanentDeliveryError
+    from node.api import AckItem, _acknowledge, create_app
+
+    dept, low, province = nodes["so-tai-chinh"], nodes["truc-tinh"], nodes["ubnd-tinh"]
+    sent = send_document(dept, report("283", to=(MINISTRY, PROVINCE)))
+    accept_envelope(low, stored(dept, sent.envelope_id), message_id=sent.message_id, from_node=low.peer("so-tai-chinh"))  # type: ignore[arg-type]
+
+    with TestClient(create_app(low, start_workers=False)) as http:
+        client = axis_client(low, http, dept)
+        assert isinstance(client, AxisClient)
+
+        def states(report: SentReport) -> dict[str, tuple[object, ...]]:
+            return {r.recipient: (r.at, r.state, r.node, r.forward, r.reason) for r in report.recipients}
+
+        first = client.sent(sent.message_id)
+        assert first.sender == SENDER.organ_id
+        assert states(first) == {
+            PROVINCE.organ_id: ("truc-tinh", "queued", "ubnd-tinh", None, None),
+            MINISTRY.organ_id: ("truc-tinh", "forwarded", "truc-tw", "pending", None),
+        }
+        # the province's node cannot take it; the parent axis refused the forward for good
+        delivery_id = delivery_row(low, sent.message_id, PROVINCE.organ_id).delivery_id
+        _acknowledge(low, "ubnd-tinh", [AckItem(delivery_id=delivery_id, outcome="fail", reason="không đúng nơi nhận")])
+        with low.session() as s:
+            forward = s.scalars(
+                select(OutboxRow)
+                .join(EnvelopeRow, EnvelopeRow.id == OutboxRow.envelope_id)
+                .where(EnvelopeRow.direction == "transit", EnvelopeRow.message_id == sent.message_id)
+            ).one()
+            s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == forward.id)
+                .values(state="dead", last_error="HTTP 422 unknown-recipient")
+            )
+        reports, unknown = client.sent_many([sent.message_id, "f" * 64])
+        assert unknown == ["f" * 64] and [r.message_id for r in reports] == [sent.message_id]
+        after = states(reports[0])
+        assert after[PROVINCE.organ_id] == ("truc-tinh", "failed", "ubnd-tinh", None, "không đúng nơi nhận")
+        assert after[MINISTRY.organ_id] == ("truc-tinh", "forwarded", "truc-tw", "dead", "HTTP 422 unknown-recipient")
+        assert all(r.failed and r.final for r in reports[0].recipients)
+
+        # another node may not probe: the department's message is unknown to it, as an id nobody sent
+        stranger = axis_client(low, http, province)
+        assert isinstance(stranger, AxisClient)
+        with pytest.raises(PermanentDeliveryError) as info:
+            stranger.sent(sent.message_id)
+        assert info.value.status == 404 and info.value.problem_type == "urn:lienthong:problem:not-found"
+        assert stranger.sent_many([sent.message_id]) == ([], [sent.message_id])
+        with pytest.raises(PermanentDeliveryError) as unknown_id:
+            client.sent("e" * 64)
+        assert unknown_id.value.status == 404
+        # unsigned: refused before anything is looked up
+        assert http.get(f"/api/v1/exchange/sent/{sent.message_id}").status_code == 401
+
+
+def test_a_recipient_s_fail_reaches_the_sender_s_status_and_exit_code(nodes: Nodes) -> None:
+    """Delivered to the axis, then refused by the recipient's node: the sender's outbox said "done" forever
+    and the clerk waited for a 01. After ``answer_wait`` the sender asks its axis, once per interval, and the
+    clerk sees why (GET /api/v1/statuses, ``lienthong status`` exits 1)."""
+    from datetime import UTC, datetime, timedelta
+
+    from fastapi.testclient import TestClient
+    from sqlalchemy import update
+    from typer.testing import CliRunner
+
+    from node.api import AckItem, _acknowledge, create_app, sent_copies
+    from node.cli import app as cli
+    from node.delivery import ask_about_unanswered
+    from node.tokens import Role, create_token
+
+    dept, low = nodes["so-tai-chinh"], nodes["truc-tinh"]
+    sent = send_document(dept, report("284", to=(PROVINCE,)))
+    accept_envelope(low, stored(dept, sent.envelope_id), message_id=sent.message_id, from_node=low.peer("so-tai-chinh"))  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    with dept.session() as s:  # what the outbox worker records when the axis accepts it
+        s.execute(update(OutboxRow).where(OutboxRow.envelope_id == sent.envelope_id).values(state="done", done_at=now))
+    delivery_id = delivery_row(low, sent.message_id, PROVINCE.organ_id).delivery_id
+    _acknowledge(low, "ubnd-tinh", [AckItem(delivery_id=delivery_id, outcome="fail", reason="chữ ký không hợp lệ")])
+
+    wait = dept.settings.delivery.answer_wait
+    interval = dept.settings.delivery.answer_check_interval
+    with TestClient(create_app(low, start_workers=False)) as http:
+        clients = {"truc-tinh": axis_client(low, http, dept)}
+        ask_about_unanswered(dept, clients, now=now)  # type: ignore[arg-type]
+        assert outbox_row(dept, sent.envelope_id).fate_checked_at is None, "not before answer_wait"
+        later = now + timedelta(seconds=wait + 1)
+        assert ask_about_unanswered(dept, clients, now=later) >= 1  # type: ignore[arg-type]
+        row = outbox_row(dept, sent.envelope_id)
+        assert row.fate_checked_at is not None and row.fate_settled_at is not None  # failed: final, not asked again
+        ask_about_unanswered(dept, clients, now=later + timedelta(seconds=interval + 1))  # type: ignore[arg-type]
+    (undelivered,) = events_of(dept, "message.undelivered", sent.message_id)
+    assert undelivered["recipient"] == PROVINCE.organ_id and undelivered["at"] == "truc-tinh"
+
+    expected = f"failed at truc-tinh for {PROVINCE.organ_id}: chữ ký không hợp lệ"
+    (copy,) = sent_copies(dept, sent.document_id)
+    assert copy["state"] == "done" and [f["text"] for f in copy["failed"]] == [expected]
+    token = create_token(dept, f"clerk-{sent.message_id[:8]}", Role.CLERK)
+    with TestClient(create_app(dept, start_workers=False)) as api:
+        answer = api.get(
+            "/api/v1/statuses",
+            params={"document_id": sent.document_id},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert answer.status_code == 200 and answer.json()["sent"][0]["failed"][0]["text"] == expected
+    config = nodes.network.nodes["so-tai-chinh"].config
+    result = CliRunner().invoke(cli, ["status", sent.document_id, "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert expected in " ".join(result.output.split())
