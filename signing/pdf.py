@@ -50,14 +50,15 @@ from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_signer import PdfSigner
 from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
-from pyhanko.sign.validation import async_validate_pdf_signature
+from pyhanko.sign.validation import async_validate_pdf_signature, generic_cms
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import NoDSSFoundError, SignatureValidationError
-from pyhanko.sign.validation.status import PdfSignatureStatus
+from pyhanko.sign.validation.status import PdfSignatureStatus, TimestampSignatureStatus
 from pyhanko.stamp import TextStampStyle
+from pyhanko_certvalidator import ValidationContext
 
 from schemas import VIETNAM_TIME
-from signing._private import pdf_changes, pdf_limits, pdf_paths, pyhanko_speedups
+from signing._private import pdf_changes, pdf_levels, pdf_limits, pdf_paths, pyhanko_speedups
 from signing._private.images import handwriting_png, image_xobject, seal_png
 from signing._private.pdf_limits import PdfLimits
 from signing._private.pyhanko_signer import pyhanko_signer
@@ -70,6 +71,7 @@ from signing.report import (
     SignatureReport,
     SubIndication,
     TimestampInfo,
+    ValidationTimeSource,
     VerificationReport,
 )
 from signing.timestamps import subject_name
@@ -676,6 +678,13 @@ class _Document:
     signed_revisions: set[int]
     evidence: pdf_paths.Evidence  # the DSS: certificates, OCSP responses and CRLs embedded for the long term
     _changes: dict[int, pdf_changes.RevisionChanges] = field(default_factory=dict)
+    _revocation_index: pdf_levels.RevocationIndex | None = None
+
+    def revocation_index(self) -> pdf_levels.RevocationIndex:
+        """What the DSS's OCSP responses and CRLs are about (read once per document)."""
+        if self._revocation_index is None:
+            self._revocation_index = pdf_levels.RevocationIndex.of(self.evidence.ocsps, self.evidence.crls)
+        return self._revocation_index
 
     def changes(self, revision: int) -> pdf_changes.RevisionChanges:
         """What ``revision`` changed (worked out once per document, shared by the signatures before it)."""
@@ -750,10 +759,7 @@ def _verify_one(name: str, sig: Any, trust: TrustStore, at: datetime | None, doc
     ident = f"attachment:{name}#{sig.field_name}"
     total_revisions, signed_revisions = document.total_revisions, document.signed_revisions
     try:
-        with pdf_paths.reusing_passed_paths(trust, at, document.evidence) as context:
-            status: PdfSignatureStatus = asyncio.run(
-                async_validate_pdf_signature(sig, signer_validation_context=context)
-            )
+        status, moment, source = asyncio.run(_validate(sig, trust, at, document.evidence))
     except (SignatureValidationError, PdfError, ValueError) as e:
         return SignatureReport(
             id=ident,
@@ -841,19 +847,59 @@ def _verify_one(name: str, sig: Any, trust: TrustStore, at: datetime | None, doc
     return SignatureReport(
         id=ident,
         format="PAdES",
-        level=_pades_level(status, "/DSS" in sig.reader.root, len(sig.reader.embedded_timestamp_signatures) > 0),
+        level=_pades_level(sig, status, document),
         indication=indication,
         sub_indication=sub,
         reasons=tuple(reasons),
         signer=CertificateInfo.of(cert),
         claimed_signing_time=status.signer_reported_dt,
-        validation_time=at or datetime.now(UTC),
-        validation_time_source="requested" if at else "current",
+        validation_time=moment or datetime.now(UTC),
+        validation_time_source=source,
         timestamp=timestamp,
         revisions_after=revisions,
         role=_role_of(sig.field_name),
         signed_parts=(_covered(sig.signed_revision, total_revisions, status),),
     )
+
+
+async def _validate(
+    sig: Any, trust: TrustStore, at: datetime | None, evidence: pdf_paths.Evidence
+) -> tuple[PdfSignatureStatus, datetime | None, ValidationTimeSource]:
+    """pyHanko's validation of ``sig``, the signer's path validated at the validation time, and that time.
+
+    The validation time (as for envelopes, ETSI EN 319 102-1): ``at`` when asked for; otherwise the time a
+    trusted, valid signature timestamp proves the signature existed at (a revocation or expiry after it does
+    not invalidate the signature, one before it does); otherwise now. pyHanko validates the signer and the
+    timestamp each with a context of one fixed moment, so the timestamp is checked first, on its own, and
+    the signer's path then at the time it proves. The timestamp itself is validated now (its TSA must be
+    trusted now), with the document's DSS.
+    """
+    if at is not None:
+        with pdf_paths.reusing_passed_paths(trust, at, evidence) as context:
+            return await async_validate_pdf_signature(sig, signer_validation_context=context), at, "requested"
+    ts_context = trust.validation_context(None, extra_certs=evidence.certs, ocsps=evidence.ocsps, crls=evidence.crls)
+    proved = await _proved_time(sig, ts_context)
+    with pdf_paths.reusing_passed_paths(trust, proved, evidence) as context:
+        status = await async_validate_pdf_signature(
+            sig, signer_validation_context=context, ts_validation_context=ts_context
+        )
+    return status, proved, "timestamp" if proved is not None else "current"
+
+
+async def _proved_time(sig: Any, context: ValidationContext) -> datetime | None:
+    """The time of the signature's first signature timestamp that covers it, verifies and is trusted."""
+    try:
+        for token in generic_cms.extract_tst_data_iter(sig.signer_info, signed=False):
+            found = TimestampSignatureStatus(
+                **await generic_cms.validate_tst_signed_data(
+                    token, context, generic_cms.message_imprint_checker(sig.signer_info)
+                )
+            )
+            if found.intact and found.valid and found.trusted:
+                return found.timestamp
+    except Exception as e:  # pyHanko's own validation, next, meets the same problem and reports it
+        logger.debug("the signature timestamp cannot be checked on its own: %s", _error(e))
+    return None
 
 
 def _covered(signed_revision: int, total: int, status: PdfSignatureStatus) -> str:
@@ -910,12 +956,18 @@ def _untrusted_reason(status: PdfSignatureStatus) -> SubIndication:
     return SubIndication.NO_CERTIFICATE_CHAIN_FOUND
 
 
-def _pades_level(status: PdfSignatureStatus, has_dss: bool, has_doc_timestamp: bool) -> str:
-    if status.timestamp_validity is None:
-        return "B-B"
-    if has_dss:
-        return "B-LTA" if has_doc_timestamp else "B-LT"
-    return "B-T"
+def _pades_level(sig: Any, status: PdfSignatureStatus, document: _Document) -> str:
+    """B-B, B-T, B-LT or B-LTA, by what the document holds for this signature (see signing._private.pdf_levels)."""
+    path = status.validation_path
+    certs = list(path.iter_certs(include_root=False)) if path is not None else [status.signing_cert]
+    return pdf_levels.pades_level(
+        timestamped=status.timestamp_validity is not None,
+        path=certs,
+        revocation_data=document.revocation_index() | pdf_levels.cms_revocation_data(sig.signer_info),
+        covered_by_document_timestamp=any(
+            ts.signed_revision > sig.signed_revision for ts in document.reader.embedded_timestamp_signatures
+        ),
+    )
 
 
 def _role_of(field_name: str) -> str:

@@ -46,6 +46,10 @@ class SubIndication(StrEnum):
     MODIFIED_AFTER_SIGNING = "MODIFIED_AFTER_SIGNING"  # ours: a later PDF revision changes content
 
 
+# ``--at`` asked for it; a trusted signature timestamp proves the signature existed then; neither: now.
+ValidationTimeSource = Literal["requested", "timestamp", "current"]
+
+
 class CertificateInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -115,7 +119,7 @@ class SignatureReport(BaseModel):
     chain: tuple[CertificateInfo, ...] = ()
     claimed_signing_time: datetime | None = None
     validation_time: datetime | None = None
-    validation_time_source: Literal["requested", "timestamp", "current"] = "current"
+    validation_time_source: ValidationTimeSource = "current"
     timestamp: TimestampInfo | None = None
     revocation: tuple[RevocationEvidence, ...] = ()
     signed_parts: tuple[str, ...] = ()  # what the signature covers

@@ -264,21 +264,89 @@ class _WrongImprintTsa(DummyTimeStamper):
         return await super().async_timestamp(hashlib.sha256(b"something else").digest(), md_algorithm)
 
 
-def _tsa(test_ca: CaFixture) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+def _tsa(
+    test_ca: CaFixture, *, issuer: x509.Name | None = None, issuer_key: Any = None
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name("Test TSA"))
-        .issuer_name(test_ca.issuing.subject)
+        .issuer_name(issuer or test_ca.issuing.subject)
         .public_key(private.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_before(now - dt.timedelta(days=30))
         .not_valid_after(now + dt.timedelta(days=365))
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-        .sign(test_ca.issuing_key, hashes.SHA256())
+        .sign(issuer_key or test_ca.issuing_key, hashes.SHA256())
     )
     return cert, private
+
+
+def _dummy_tsa(test_ca: CaFixture, *, at: dt.datetime | None = None, trusted: bool = True) -> DummyTimeStamper:
+    """pyHanko's in-process TSA, certified by ``test_ca`` (or by a root nobody trusts), dating its tokens ``at``."""
+    if trusted:
+        cert, private = _tsa(test_ca)
+        chain = [to_asn1(test_ca.issuing)]
+    else:
+        other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        other = _name("Some other root")
+        root = _certificate(other, other_key.public_key(), other, other_key, ca=True)
+        cert, private = _tsa(test_ca, issuer=other, issuer_key=other_key)
+        chain = [to_asn1(root)]
+    der = private.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return DummyTimeStamper(to_asn1(cert), asn1_keys.PrivateKeyInfo.load(der), certs_to_embed=chain, fixed_dt=at)
+
+
+def test_a_certificate_expired_after_its_timestamp_is_validated_at_the_timestamp(
+    test_ca: CaFixture, trust: TrustStore, tmp_path: Path
+) -> None:
+    """ETSI EN 319 102-1: a trusted signature timestamp proves the signature existed while its certificate was
+    valid; without a requested time the signer is validated then, and the report says so."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = _certificate(
+        _name("Sở Tài chính (last year's seal)", "000.01.41.H41"),
+        private.public_key(),
+        test_ca.issuing.subject,
+        test_ca.issuing_key,
+        ca=False,
+        not_before=now - dt.timedelta(hours=20),  # the test CA's certificates are a day old
+        not_after=now - dt.timedelta(hours=1),
+    )
+    expired = PdfSigningKey(
+        load_pem(write_key(tmp_path / "k.pem", private), write_certs(tmp_path / "c.pem", cert), test_ca.chain_path)
+    )
+    stamped_at = now - dt.timedelta(hours=6)
+    pdf = sign_pdf(
+        sample_pdf("expired later"),
+        expired,
+        PdfSignOptions(role=SignatureRole.ORGANISATION),
+        timestamper=_dummy_tsa(test_ca, at=stamped_at),
+        signing_time=stamped_at,
+    )
+    (report,) = verify_pdf("expired.pdf", pdf, trust)
+    assert report.indication is Indication.TOTAL_PASSED, report.reasons
+    assert report.validation_time_source == "timestamp"
+    assert report.validation_time == stamped_at
+    (now_report,) = verify_pdf("expired.pdf", pdf, trust, at=now)
+    assert now_report.sub_indication is SubIndication.EXPIRED, now_report.reasons
+    assert now_report.validation_time_source == "requested" and now_report.validation_time == now
+
+    # a timestamp from a TSA nobody trusts proves no time: validated now, expired
+    pdf = sign_pdf(
+        sample_pdf("expired, untrusted tsa"),
+        expired,
+        PdfSignOptions(role=SignatureRole.ORGANISATION),
+        timestamper=_dummy_tsa(test_ca, at=stamped_at, trusted=False),
+        signing_time=stamped_at,
+    )
+    (untrusted,) = verify_pdf("expired.pdf", pdf, trust)
+    assert untrusted.timestamp is not None and not untrusted.timestamp.valid
+    assert untrusted.validation_time_source == "current"
+    assert untrusted.sub_indication is SubIndication.EXPIRED, untrusted.reasons
 
 
 def test_a_timestamp_over_other_bytes_is_a_timestamp_failure(
