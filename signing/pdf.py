@@ -536,6 +536,13 @@ def sign_pdf(
                 # (ValueError, TypeError, …), which would otherwise read as a fault of the PDF or a traceback
                 cause = f"an unreadable timestamp reply ({' '.join(str(e).split()) or type(e).__name__})"
                 raise TimestampError(f"timestamp authority {_tsa_name(timestamper)} did not answer: {cause}") from e
+            if long_term is not None and isinstance(e, SigningError) and e.__cause__ is not None:
+                # pyHanko says only "The signer's certificate could not be validated"; the cause says why:
+                # no revocation data could be fetched, revoked, no path to the roots given, …
+                raise SignError(
+                    "could not sign the PDF for the long term (B-LT): the signer's certificate chain could not be "
+                    f"validated with revocation data: {' '.join(str(e.__cause__).split())}"
+                ) from e
             if isinstance(e, (PdfError, SignatureValidationError, SigningError, ValueError)):
                 raise SignError(f"could not sign the PDF: {e}") from e
             raise

@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from node.cli import app
 from node.samples import sample_monthly_report, sample_pdf
 from schemas import build_message
+from signing.devpki import DevPki, RunningResponders, create_dev_pki, serve_dev_pki
+from tests.signing.fixtures import ORGAN_CODE as ORGAN
 from tests.signing.fixtures import CaFixture, SoftHsmToken
 
 runner = CliRunner()
@@ -214,3 +216,67 @@ def test_an_envelope_with_a_signed_pdf_reports_both(test_ca: CaFixture, tmp_path
     assert result.exit_code == 0, result.output
     ids = [s["id"] for s in json.loads(result.stdout)["signatures"]]
     assert ids == ["envelope", "attachment:bao-cao-ngan-sach-2026-10.pdf#Organisation1"]
+
+
+@pytest.fixture
+def dev_pki(tmp_path: Path) -> Iterator[tuple[DevPki, RunningResponders]]:
+    """The dev PKI with its OCSP, CRL and timestamp responders running (a PKI of its own: the test stops them)."""
+    with serve_dev_pki(tmp_path / "pki", port=0) as responders:
+        yield (
+            create_dev_pki(tmp_path / "pki", [(ORGAN, "Sở Tài chính tỉnh Nghệ An")], base_url=responders.url),
+            responders,
+        )
+
+
+def _p12_args(pki: DevPki) -> list[str]:
+    p12 = pki.organ(ORGAN).organisation.p12_path
+    assert p12 is not None
+    return ["--pkcs12", str(p12), "--passphrase-file", str(pki.passphrase_path)]
+
+
+def test_sign_pdf_long_term_verifies_as_b_lt_offline(dev_pki: tuple[DevPki, RunningResponders], tmp_path: Path) -> None:
+    pki, responders = dev_pki
+    pdf, signed = tmp_path / "report.pdf", tmp_path / "report-lt.pdf"
+    pdf.write_bytes(sample_pdf("long term"))
+    root = str(pki.root.path)
+    args = ["sign", "pdf", str(pdf), str(signed), *_p12_args(pki), "--tsa", pki.urls.tsa, "--long-term"]
+    result = runner.invoke(app, [*args, "--trust", root])
+    assert result.exit_code == 0, result.output
+    assert "B-LT" in result.output
+
+    responders.stop()  # no network: only what the PDF carries
+    verified = runner.invoke(
+        app, ["verify", str(signed), "--trust", root, "--offline", "--revocation", "require", "--json"]
+    )
+    assert verified.exit_code == 0, verified.output
+    (signature,) = json.loads(verified.stdout)["signatures"]
+    assert signature["indication"] == "TOTAL_PASSED" and signature["level"] == "B-LT"
+    assert signature["validation_time_source"] == "timestamp"
+
+    # without the responders, revocation data cannot be fetched: nothing is signed, and the error says why
+    again = tmp_path / "again.pdf"
+    failed = runner.invoke(app, [*args[:3], str(again), *args[4:], "--trust", root])
+    assert failed.exit_code == 1 and not again.exists()
+    assert "long term (B-LT)" in failed.output and "no revocation information" in failed.output
+
+
+def test_sign_pdf_long_term_fails_clearly_without_revocation_data(
+    dev_pki: tuple[DevPki, RunningResponders], test_ca: CaFixture, tmp_path: Path
+) -> None:
+    """A chain whose certificates name no OCSP responder or CRL cannot be made B-LT: said, nothing written."""
+    pki, _ = dev_pki
+    pdf, signed = tmp_path / "report.pdf", tmp_path / "report-lt.pdf"
+    pdf.write_bytes(sample_pdf("no revocation data"))
+    base = ["sign", "pdf", str(pdf), str(signed), *_pem_args(test_ca), "--tsa", pki.urls.tsa, "--long-term"]
+    roots = ["--trust", str(test_ca.root_path), "--trust", str(pki.root.path)]
+    result = runner.invoke(app, [*base, *roots])
+    assert result.exit_code == 1, result.output
+    assert "long term (B-LT)" in result.output and "revocation" in result.output
+    assert not signed.exists()
+
+    no_tsa = runner.invoke(app, [*base[:-3], "--long-term", *roots])
+    assert no_tsa.exit_code == 1 and "--tsa" in no_tsa.output
+    no_trust = runner.invoke(app, base)
+    assert no_trust.exit_code == 1 and "--trust" in no_trust.output
+    help_text = runner.invoke(app, ["sign", "pdf", "--help"]).output
+    assert "--long-term" in help_text and "revocation data" in " ".join(help_text.split())
