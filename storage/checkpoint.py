@@ -67,8 +67,22 @@ def _b64decode(text: str, what: str) -> bytes:
 
 
 def _check_name(name: str) -> None:
-    if not name or any(ch.isspace() or ch == "+" for ch in name) or not name.isprintable():
+    """c2sp.org/signed-note: a key name is non-empty and has no Unicode space and no '+'.
+
+    Nothing more: a note signed by an unknown key with an unusual (but valid) name must still open, since its
+    line is ignored, not refused. Control characters are refused as they are anywhere in a note.
+    """
+    if not name or any(ch.isspace() or ch == "+" or ch < " " for ch in name):
         raise CheckpointError(f"key name {name!r} is empty or has a space, a '+' or a control character")
+    _utf8(name, "key name")
+
+
+def _utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8; a string holding lone surrogates (as JSON's \\ud800 escapes give) is not UTF-8 text."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CheckpointError(f"{what} is not valid UTF-8 (it holds a lone surrogate)") from None
 
 
 def key_id(name: str, sig_type: int, public_key: bytes) -> int:
@@ -228,6 +242,8 @@ def parse_note(data: str | bytes) -> Note:
             raise CheckpointError("a note is UTF-8 text") from None
     elif len(data.encode("utf-8", "surrogatepass")) > MAX_NOTE_BYTES:
         raise CheckpointError(f"note is over the {MAX_NOTE_BYTES}-byte limit")
+    else:
+        _utf8(data, "note")
     _check_text(data)
     split = data.rfind("\n\n")
     if split < 0:
@@ -264,6 +280,7 @@ def sign_note(text: str, signers: Iterable[NoteSigner]) -> str:
     if text.endswith("\n\n"):
         raise CheckpointError("note text cannot end with a blank line")
     _check_text(text)
+    _utf8(text, "note text")
     signatures = []
     for signer in signers:
         if signer.sig_type != ED25519:

@@ -187,3 +187,27 @@ def test_cosignature_round_trip_and_tampering() -> None:
         sign_note("x\n", [witness])
     with pytest.raises(CheckpointError, match="repeats"):
         add_signatures(cosigned, [cosign(_checkpoint().text(), witness, 1_700_000_001)])
+
+
+def test_a_note_with_lone_surrogates_is_refused_as_not_utf8() -> None:
+    # JSON's "\ud800" escape gives such a string: it is not UTF-8 text (c2sp.org/signed-note), and must be
+    # refused with CheckpointError, not crash the verifier (or a witness answering over HTTP) with an encode error.
+    key = generate_log_key("node.example/audit")
+    note = sign_checkpoint(_checkpoint(), key)
+    for bad in (note.replace("extension line", "extension \ud800line"), note.replace("— node", "— no\udc00de")):
+        with pytest.raises(CheckpointError, match="UTF-8"):
+            verify_checkpoint(bad, key.verifier)
+    with pytest.raises(CheckpointError, match="UTF-8"):
+        sign_note("text \ud800\n", [key])
+
+
+def test_an_unknown_signer_with_an_unusual_but_valid_name_is_ignored() -> None:
+    # signed-note: a key name is non-empty without Unicode spaces or '+'; a soft hyphen, a zero-width joiner
+    # or an unassigned code point are allowed, and an unknown key's line must be ignored, not refuse the note.
+    other = base64.b64encode(b"\x01\x02\x03\x04" + b"\x00" * 64).decode()
+    for name in ("w\u00adx.example", "a\u200db", "x\U000e0080y"):
+        note = GO_NOTE + f"— {name} {other}\n"
+        assert open_note(note, NoteVerifier.from_vkey(GO_VKEY)).text == GO_TEXT
+    for name in ("a\u00a0b", "a\u2009b", "a+b", "a\u0085b"):  # Unicode spaces and '+' stay refused
+        with pytest.raises(CheckpointError, match="key name"):
+            open_note(GO_NOTE + f"— {name} {other}\n", NoteVerifier.from_vkey(GO_VKEY))
