@@ -26,7 +26,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 from storage.checkpoint import COSIGNATURE_V1, NoteSigner, NoteVerifier, cosign, verify_checkpoint
 from storage.db import Base, UtcDateTime
 from storage.errors import CheckpointError, MerkleProofError, WitnessRefusal
-from storage.merkle import verify_consistency
+from storage.merkle import EMPTY_ROOT, verify_consistency
+
+
+class WitnessConflict(WitnessRefusal):
+    """The log's idea of the last size this witness cosigned is not the witness's (c2sp.org/tlog-witness:
+    409 Conflict with the witness's size): not a fork, the log retries with a proof from :attr:`known_size`."""
+
+    def __init__(self, message: str, known_size: int) -> None:
+        super().__init__(message)
+        self.known_size = known_size
 
 
 class WitnessStateRow(Base):
@@ -66,12 +75,21 @@ class Witness:
         return None if row is None else (int(row.size), bytes(row.root_hash))
 
     def cosign(
-        self, note: str, consistency_proof: Sequence[bytes], log_verifier_key: str, *, timestamp: int | None = None
+        self,
+        note: str,
+        consistency_proof: Sequence[bytes],
+        log_verifier_key: str,
+        *,
+        timestamp: int | None = None,
+        old_size: int | None = None,
     ) -> str:
         """Check the log's checkpoint ``note`` against the last one seen and return the cosignature line.
 
         ``consistency_proof`` goes from the last size this witness cosigned for the origin to the note's size
-        (empty for the first checkpoint or the same size). Raises :class:`WitnessRefusal` saying why.
+        (empty for the first checkpoint or the same size). ``old_size`` is that size as the log believes it
+        (tlog-witness's ``old`` line; 0 for none): when it is not the witness's, :class:`WitnessConflict` gives
+        the witness's size instead of judging a proof made from another size a fork. Raises
+        :class:`WitnessRefusal` saying why.
         """
         try:
             log_key = NoteVerifier.from_vkey(log_verifier_key)
@@ -79,8 +97,17 @@ class Witness:
         except CheckpointError as exc:
             raise WitnessRefusal(f"checkpoint refused: {exc}") from exc
         origin = checkpoint.origin
+        if checkpoint.size == 0 and checkpoint.root_hash != EMPTY_ROOT:
+            raise WitnessRefusal(f"{origin}: a checkpoint of size 0 has the empty tree's root, not another")
         with self._engine.begin() as conn:
             row = conn.execute(select(_STATE).where(_STATE.c.origin == origin)).first()
+            known = 0 if row is None else int(row.size)
+            if old_size is not None and old_size != known:
+                raise WitnessConflict(
+                    f"{origin}: the last checkpoint this witness cosigned has size {known}, not {old_size}: "
+                    f"send a consistency proof from {known}",
+                    known,
+                )
             if row is not None:
                 if row.log_key != log_key.vkey():
                     raise WitnessRefusal(f"{origin}: signed by another key than the one this witness knows")
