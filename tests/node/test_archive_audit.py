@@ -578,3 +578,72 @@ def test_an_export_without_a_cosigned_checkpoint_says_why_instead_of_failing(arc
         "this node has no upstream axis, so no witness cosigns its log"
         in _bag_audit_files(target)["README.txt"].decode()
     )
+
+
+class _AxisInProcess:
+    """The axis's two witnessing endpoints in process, as node/api.py answers them (with the tlog-witness
+    ``old_size``): ``lose`` drops the next answer after the axis committed, ``garble`` flips a signature bit."""
+
+    def __init__(self, axis: NodeRuntime, node_id: str) -> None:
+        self.axis, self.node_id, self.lose, self.garble = axis, node_id, False, False
+
+    def witness(self, checkpoint: str, proof: list[bytes], old_size: int | None = None) -> str:
+        vkey = self.axis.log_verifier_key(self.node_id)
+        assert vkey is not None
+        line = self.axis.witness.cosign(checkpoint, proof, vkey, old_size=old_size)
+        if self.lose:
+            self.lose = False
+            raise ConnectionError("the answer was lost on the way back")
+        if self.garble:
+            name, sig = line.rstrip("\n").rsplit(" ", 1)
+            raw = bytearray(base64.b64decode(sig))
+            raw[-1] ^= 1
+            line = f"{name} {base64.b64encode(bytes(raw)).decode()}\n"
+        return line
+
+    def checkpoint(self, first: int | None) -> dict[str, object]:
+        from node.audit import publish_checkpoint
+
+        latest = publish_checkpoint(self.axis)
+        proof = self.axis.audit.consistency_proof(first, latest.size) if first and first <= latest.size else []
+        return {"checkpoint": latest.note, "proof": [base64.b64encode(p).decode() for p in proof]}
+
+
+def test_witnessing_recovers_from_a_lost_cosignature_and_never_keeps_a_line_that_does_not_verify(
+    archive: Archive, tmp_path: Path
+) -> None:
+    from node.audit import latest_cosigned, witness_verifier_key
+    from node.events import record_event
+    from node.witnessing import witness_step
+    from storage.checkpoint import NoteVerifier, verify_checkpoint, verify_cosignature
+    from storage.errors import WitnessRefusal
+
+    node = NodeRuntime(load_settings(_copy_node(archive, tmp_path)))
+    axis = NodeRuntime(load_settings(_copy_node(archive, tmp_path, "truc")))
+    try:
+        peer = _AxisInProcess(axis, "bo-tai-chinh")
+        # The axis cosigns and commits, but its answer is lost: the node still believes nothing was cosigned.
+        peer.lose = True
+        with pytest.raises(ConnectionError):
+            witness_step(node, peer)  # type: ignore[arg-type]
+        lost = axis.witness.last_seen("lienthong/bo-tai-chinh")
+        assert lost is not None and latest_cosigned(node) is None
+        # The log grows; the next round is cosigned from the size the axis holds, not refused as a fork.
+        record_event(node, "test.grown", n=1)
+        witness_step(node, peer)  # type: ignore[arg-type]
+        cosigned = latest_cosigned(node)
+        assert cosigned is not None and cosigned.size > lost[0]
+        vkey = witness_verifier_key(node, "truc")
+        assert vkey is not None
+        assert verify_cosignature(cosigned.note, NoteVerifier.from_vkey(vkey)) > 0
+        verify_checkpoint(cosigned.note, node.log_signer.verifier)
+        # A line that does not verify under the axis's witness key is refused, not kept and served.
+        record_event(node, "test.grown", n=2)
+        peer.garble = True
+        with pytest.raises(WitnessRefusal, match="does not verify"):
+            witness_step(node, peer)  # type: ignore[arg-type]
+        after = latest_cosigned(node)
+        assert after is not None and after.size == cosigned.size
+    finally:
+        node.close()
+        axis.close()
