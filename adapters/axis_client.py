@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Literal, TypeVar
 
 import httpx
-from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from adapters._private.http_errors import error_for, error_for_problem
 from adapters.errors import PermanentDeliveryError, ResponseSignatureError, RetryableDeliveryError
@@ -87,13 +87,18 @@ class _BatchItem(BaseModel):
     problem: dict[str, object] | None = None
 
 
+MAX_FURTHER = 16  # axes one answer may nest (a route is at most max_hops long, 8 by default)
+
+
 class SentRecipient(BaseModel):
-    """What became of a message for one recipient, at the axis that answers (``at``), one hop from the sender.
+    """What became of a message for one recipient, at the axis that answers (``at``).
 
     ``state``: ``queued`` (waiting for ``node`` to fetch it), ``done`` (``node`` stored and answered it),
     ``failed`` (``node`` could not take it: ``reason``), ``expired`` (``node`` did not fetch it within the
     maximum age), or ``forwarded`` to the parent axis ``node`` — then ``forward`` is that hand-over's state
-    (``pending``, ``done``, ``dead`` with ``reason``); its fate further up is the parent axis's to tell.
+    (``pending``, ``done``, ``dead`` with ``reason``) and, once the parent has it (``done``), ``further`` is what
+    the parent axis said became of it there (the same shape, nested once per axis), or ``None`` while the
+    answering axis has not heard from its parent yet.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -104,18 +109,43 @@ class SentRecipient(BaseModel):
     forward: str | None = Field(default=None, max_length=20)
     reason: str | None = Field(default=None, max_length=4000)
     since: datetime | None = None
+    further: SentRecipient | None = None
+
+    @model_validator(mode="after")
+    def _not_too_deep(self) -> SentRecipient:
+        depth, entry = 0, self.further
+        while entry is not None:
+            depth += 1
+            if depth > MAX_FURTHER:
+                raise ValueError(f"more than {MAX_FURTHER} axes nested in one answer")
+            entry = entry.further
+        return self
+
+    @property
+    def handed_on(self) -> bool:
+        """Forwarded, and the parent axis has it: its fate is ``further``'s."""
+        return self.state == "forwarded" and self.forward == "done"
 
     @property
     def failed(self) -> bool:
-        """It will not reach the recipient from here: refused, expired, or its forward dead-lettered."""
+        """It will not reach the recipient: refused, expired, or a forward dead-lettered, here or further up."""
+        if self.handed_on:
+            return self.further is not None and self.further.failed
         return self.state in ("failed", "expired") or (self.state == "forwarded" and self.forward == "dead")
 
     @property
     def final(self) -> bool:
-        """Nothing more will change at this axis."""
-        return self.state in ("done", "failed", "expired") or (
-            self.state == "forwarded" and self.forward in ("done", "dead")
-        )
+        """Nothing more will change, here or further up (a forward the parent has is final when its fate there is)."""
+        if self.handed_on:
+            return self.further is not None and self.further.final
+        return self.state in ("done", "failed", "expired") or (self.state == "forwarded" and self.forward == "dead")
+
+    def deepest(self) -> SentRecipient:
+        """The answer of the last axis that knows: this one, or ``further``'s deepest."""
+        entry = self
+        while entry.further is not None:
+            entry = entry.further
+        return entry
 
 
 class SentReport(BaseModel):

@@ -19,12 +19,12 @@ from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Upload
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import Base64Bytes, BaseModel, Field
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from node.delivery import Workers, answered_by, fate_failed, fate_text
+from node.delivery import FOLLOWED_STATUSES, Workers, answered_by, fate_failed, fate_text
 from node.errors import AmbiguousDocumentError, NodeError, NotFoundError, SendError
 from node.events import log_safe, record_event
 from node.runtime import NodeRuntime, Peer
@@ -452,7 +452,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
 
     @app.get(EXCHANGE + "/sent/{message_id}", tags=["exchange"])
     async def get_sent(request: Request, message_id: str, call: Annotated[NodeCall, Depends(auth_node)]) -> Response:
-        """What became of a message the calling node handed over, at this axis (one hop)."""
+        """What became of a message the calling node handed over: here, and further up as the parent last said."""
         import anyio
 
         from node.routing import sent_report
@@ -877,50 +877,68 @@ def _cannot_sign(e: SigningError) -> ProblemError:
 
 
 def sent_copies(runtime: NodeRuntime, document_id: str, sender: str | None = None) -> list[dict[str, Any]]:
-    """Every envelope of this document this node sent, with its delivery to the next hop (pending, done, dead):
-    where a clerk learns that the axis refused it, since then no recipient will ever answer.
+    """Every envelope of this document this node sent — the document, and the statuses a clerk sent about it
+    (:data:`~node.delivery.FOLLOWED_STATUSES`; ``kind``, ``status_code``) — with its delivery to the next hop
+    (pending, done, dead): where a clerk learns that the axis refused it, since then no recipient will ever
+    answer. ``sender`` is the document's sender (a status's recipient, or for a recall its own sender).
 
-    For a delivered copy some recipient did not answer (01/02) in time, ``recipients`` is what the axis said
-    became of it per recipient (``None`` until it was asked), and ``failed`` those of the unanswered
-    recipients it will never reach (refused by the recipient's node, expired at the axis, or a forward
-    dead-lettered): each with ``text``, the sentence to show."""
+    For a delivered copy some recipient did not answer (01/02) in time — a status is never answered — ``recipients``
+    is what the axis said became of it per recipient (``None`` until it was asked; a forward the parent axis has
+    holds the parent's answer in ``further``), and ``failed`` those of the unanswered recipients it will never
+    reach (refused by the recipient's node, expired at an axis, or a forward dead-lettered, at any axis on the
+    way): each with ``text``, the sentence to show."""
+    followed = or_(
+        EnvelopeRow.kind == "document",
+        and_(EnvelopeRow.kind == "status", EnvelopeRow.status_code.in_(FOLLOWED_STATUSES)),
+    )
     query = (
         select(EnvelopeRow, OutboxRow)
         .join(OutboxRow, OutboxRow.envelope_id == EnvelopeRow.id)
-        .where(EnvelopeRow.direction == "out", EnvelopeRow.kind == "document", EnvelopeRow.document_id == document_id)
+        .where(EnvelopeRow.direction == "out", followed, EnvelopeRow.document_id == document_id)
     )
-    if sender is not None:
-        query = query.where(EnvelopeRow.sender == sender)
     with runtime.session() as s:
         copies = []
         for envelope, outbox in s.execute(query.order_by(EnvelopeRow.id, OutboxRow.id)).all():
+            if sender is not None and _document_sender(envelope) != sender:
+                continue
             fate = outbox.fate
             failed = []
             if fate:
-                answered = answered_by(s, envelope.document_id, envelope.sender)
+                answered = (
+                    answered_by(s, envelope.document_id, envelope.sender) if envelope.kind == "document" else set()
+                )
                 failed = [
                     {**entry, "text": fate_text(entry)}
                     for entry in fate
                     if fate_failed(entry) and entry.get("recipient") not in answered
                 ]
-            copies.append(
-                {
-                    "message_id": envelope.message_id,
-                    "sender": envelope.sender,
-                    "to": outbox.destination,
-                    "state": outbox.state,
-                    "attempts": outbox.attempts,
-                    "queued_at": outbox.created_at.astimezone(VIETNAM_TIME).isoformat(),
-                    "delivered_at": outbox.done_at.astimezone(VIETNAM_TIME).isoformat() if outbox.done_at else None,
-                    "last_error": outbox.last_error,
-                    "recipients": fate,
-                    "checked_at": (
-                        outbox.fate_checked_at.astimezone(VIETNAM_TIME).isoformat() if outbox.fate_checked_at else None
-                    ),
-                    "failed": failed,
-                }
-            )
+            copy: dict[str, Any] = {
+                "message_id": envelope.message_id,
+                "sender": envelope.sender,
+                "kind": envelope.kind,
+                "to": outbox.destination,
+                "state": outbox.state,
+                "attempts": outbox.attempts,
+                "queued_at": outbox.created_at.astimezone(VIETNAM_TIME).isoformat(),
+                "delivered_at": outbox.done_at.astimezone(VIETNAM_TIME).isoformat() if outbox.done_at else None,
+                "last_error": outbox.last_error,
+                "recipients": fate,
+                "checked_at": (
+                    outbox.fate_checked_at.astimezone(VIETNAM_TIME).isoformat() if outbox.fate_checked_at else None
+                ),
+                "failed": failed,
+            }
+            if envelope.kind == "status":
+                copy["status_code"] = envelope.status_code
+            copies.append(copy)
         return copies
+
+
+def _document_sender(envelope: EnvelopeRow) -> str:
+    """The sender of the document an outgoing envelope is (a document) or is about (a status)."""
+    if envelope.kind == "document" or envelope.status_code == "13":  # a recall comes from the document's sender
+        return envelope.sender
+    return envelope.recipients[0] if envelope.recipients else ""
 
 
 def status_history(runtime: NodeRuntime, document_id: str, sender: str | None = None) -> list[dict[str, Any]]:

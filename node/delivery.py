@@ -531,14 +531,26 @@ def answered_by(s: Session, document_id: str, sender: str) -> set[str]:
     return set(s.scalars(query).all())
 
 
+def _handed_on(entry: dict[str, Any]) -> bool:
+    return entry.get("state") == "forwarded" and entry.get("forward") == "done"
+
+
 def fate_failed(entry: dict[str, Any]) -> bool:
-    """An axis's word (``SentRecipient`` as JSON) that the message will not reach this recipient."""
+    """An axis's word (``SentRecipient`` as JSON) that the message will not reach this recipient: here, or
+    further up when the parent axis has it (``further``, what the parent said)."""
+    further = entry.get("further")
+    if _handed_on(entry):
+        return isinstance(further, dict) and fate_failed(further)
     state = entry.get("state")
     return state in ("failed", "expired") or (state == "forwarded" and entry.get("forward") == "dead")
 
 
 def fate_text(entry: dict[str, Any]) -> str:
-    """``failed at truc-tw for 000.00.00.G12: <reason>``: one failed recipient, in one line."""
+    """``failed at truc-tw for 000.00.00.G12: <reason>``: one failed recipient, in one line; a forward the
+    parent axis has says so first (``forwarded to truc-tw: failed at truc-tw for …``)."""
+    further = entry.get("further")
+    if _handed_on(entry) and isinstance(further, dict):
+        return f"forwarded to {entry.get('node')}: {fate_text(further)}"
     where = f"at {entry.get('at')} for {entry.get('recipient')}"
     reason = entry.get("reason") or "no reason given"
     if entry.get("state") == "forwarded":
@@ -546,16 +558,44 @@ def fate_text(entry: dict[str, Any]) -> str:
     return f"{entry.get('state')} {where}: {reason}"
 
 
+# Statuses a clerk sends (03–06, recall 13 and its answers 15/16) are followed up like documents: nobody answers
+# a status, so one is "unanswered" until the axis says it reached its recipient. 01/02 are not: the node sends
+# one for every document it receives, and the document's sender learns from the document's own follow-up.
+FOLLOWED_STATUSES = ("03", "04", "05", "06", "13", "15", "16")
+
+
+def _due(settings: Any, now: datetime) -> Any:
+    """Not asked about within the last ``answer_check_interval``."""
+    return or_(
+        OutboxRow.fate_checked_at.is_(None),
+        OutboxRow.fate_checked_at <= now - timedelta(seconds=settings.answer_check_interval),
+    )
+
+
+def _claim_fates(s: Session, ids: list[int], due: Any, now: datetime) -> list[int]:
+    """Mark rows asked about now; the condition is checked again on every row, so replicas do not both ask."""
+    return list(
+        s.scalars(
+            update(OutboxRow)
+            .where(OutboxRow.id.in_(ids), due)
+            .values(fate_checked_at=now, fate_asked_at=None)
+            .returning(OutboxRow.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    )
+
+
 def ask_about_unanswered(runtime: NodeRuntime, clients: dict[str, AxisClient], now: datetime | None = None) -> int:
-    """On an agency node: ask the axis what became of delivered documents some recipient did not answer.
+    """On an agency node: ask the axis what became of delivered documents some recipient did not answer,
+    and of delivered statuses (:data:`FOLLOWED_STATUSES`), which nobody answers.
 
     Only copies delivered to the axis at least ``answer_wait`` ago and not yet settled, each at most once per
     ``answer_check_interval`` (claimed by setting ``fate_checked_at`` first, so replicas do not both ask), up
     to :data:`FATE_BATCH` in one request. The answer is kept on the outbox row (``sent_copies`` shows it); a
     recipient newly reported failed gets a ``message.undelivered`` event and an ALERT. A copy is settled —
-    not asked about again — once every unanswered recipient's state at the axis is final, or when it is
-    older than twice the maximum age (by then the axis has expired or dead-lettered anything still open).
-    Returns how many copies were asked about.
+    not asked about again — once every unanswered recipient's state is final (for a copy the axis forwarded,
+    once its parent's answer is), or when it is older than twice the maximum age (by then every axis has
+    expired or dead-lettered anything still open). Returns how many copies were asked about.
     """
     upstream = runtime.upstream
     if upstream is None:
@@ -564,6 +604,7 @@ def ask_about_unanswered(runtime: NodeRuntime, clients: dict[str, AxisClient], n
     now = now or datetime.now(UTC)
     delivered_before = now - timedelta(seconds=settings.answer_wait)
     horizon = delivered_before - timedelta(seconds=2 * settings.max_age)
+    due = _due(settings, now)
     with runtime.session() as s:
         candidates = (
             select(OutboxRow.id)
@@ -574,11 +615,11 @@ def ask_about_unanswered(runtime: NodeRuntime, clients: dict[str, AxisClient], n
                 OutboxRow.fate_settled_at.is_(None),
                 OutboxRow.done_at <= delivered_before,
                 EnvelopeRow.direction == "out",
-                EnvelopeRow.kind == "document",
                 or_(
-                    OutboxRow.fate_checked_at.is_(None),
-                    OutboxRow.fate_checked_at <= now - timedelta(seconds=settings.answer_check_interval),
+                    EnvelopeRow.kind == "document",
+                    and_(EnvelopeRow.kind == "status", EnvelopeRow.status_code.in_(FOLLOWED_STATUSES)),
                 ),
+                due,
             )
             .order_by(OutboxRow.done_at)
             .limit(FATE_BATCH)
@@ -586,32 +627,91 @@ def ask_about_unanswered(runtime: NodeRuntime, clients: dict[str, AxisClient], n
         ids = list(s.scalars(candidates).all())
         if not ids:
             return 0
-        # claimed: the condition is checked again on every row the update changes
-        claimed = s.scalars(
-            update(OutboxRow)
-            .where(
-                OutboxRow.id.in_(ids),
-                or_(
-                    OutboxRow.fate_checked_at.is_(None),
-                    OutboxRow.fate_checked_at <= now - timedelta(seconds=settings.answer_check_interval),
-                ),
-            )
-            .values(fate_checked_at=now)
-            .returning(OutboxRow.id)
-            .execution_options(synchronize_session=False)
-        ).all()
-        copies: dict[str, tuple[int, set[str], list[dict[str, Any]], bool]] = {}
+        claimed = _claim_fates(s, ids, due, now)
+        copies: dict[str, _Asked] = {}
         for outbox, envelope in s.execute(
             select(OutboxRow, EnvelopeRow)
             .join(EnvelopeRow, EnvelopeRow.id == OutboxRow.envelope_id)
             .where(OutboxRow.id.in_(claimed))
         ).all():
-            unanswered = set(envelope.recipients) - answered_by(s, envelope.document_id, envelope.sender)
+            unanswered = set(envelope.recipients)
+            if envelope.kind == "document":
+                unanswered -= answered_by(s, envelope.document_id, envelope.sender)
             too_old = outbox.done_at is not None and outbox.done_at < horizon
             if not unanswered or too_old:
                 outbox.fate_settled_at = now  # everyone answered, or nothing more can change: not asked again
                 continue
-            copies[envelope.message_id] = (outbox.id, unanswered, list(outbox.fate or []), False)
+            copies[envelope.message_id] = _Asked(outbox.id, unanswered, list(outbox.fate or []))
+    return _ask(runtime, clients, upstream, copies, now, alert=True)
+
+
+def ask_parent_about_forwards(runtime: NodeRuntime, clients: dict[str, AxisClient], now: datetime | None = None) -> int:
+    """On an axis with a parent: ask it what became of copies this axis forwarded to it that a child node asked
+    about (``sent_report`` marks them), so the next answer to the child says what the parent says.
+
+    Driven by the children's questions only: a forward is asked about when a child asked since this axis last
+    asked the parent, at most once per ``answer_check_interval``, up to :data:`FATE_BATCH` in one request, and
+    no more once the parent's answer is final for every recipient it forwarded (or the copy is older than
+    twice the maximum age). The parent's answer may itself hold its own parent's (it asks in turn when asked),
+    so an answer travels one axis down per question and nothing loops: an axis asks its parent only, the top
+    axis asks nobody. Returns how many copies were asked about.
+    """
+    upstream = runtime.upstream
+    if upstream is None or runtime.settings.role != "axis":
+        return 0
+    settings = runtime.settings.delivery
+    now = now or datetime.now(UTC)
+    horizon = now - timedelta(seconds=settings.answer_wait + 2 * settings.max_age)
+    due = and_(OutboxRow.fate_asked_at.is_not(None), _due(settings, now))
+    with runtime.session() as s:
+        candidates = (
+            select(OutboxRow.id)
+            .where(
+                OutboxRow.fate_asked_at.is_not(None),
+                OutboxRow.state == "done",
+                OutboxRow.destination == upstream.node_id,
+                OutboxRow.fate_settled_at.is_(None),
+                due,
+            )
+            .order_by(OutboxRow.fate_asked_at)
+            .limit(FATE_BATCH)
+        )
+        ids = list(s.scalars(candidates).all())
+        if not ids:
+            return 0
+        claimed = _claim_fates(s, ids, due, now)
+        copies: dict[str, _Asked] = {}
+        for outbox, envelope in s.execute(
+            select(OutboxRow, EnvelopeRow)
+            .join(EnvelopeRow, EnvelopeRow.id == OutboxRow.envelope_id)
+            .where(OutboxRow.id.in_(claimed), EnvelopeRow.direction == "transit")
+        ).all():
+            here = set(s.scalars(select(DeliveryRow.recipient).where(DeliveryRow.envelope_id == envelope.id)).all())
+            forwarded = set(envelope.recipients) - here
+            too_old = outbox.done_at is not None and outbox.done_at < horizon
+            if not forwarded or too_old:
+                outbox.fate_settled_at = now
+                continue
+            copies[envelope.message_id] = _Asked(outbox.id, forwarded, list(outbox.fate or []))
+    return _ask(runtime, clients, upstream, copies, now, alert=False)
+
+
+@dataclass(frozen=True)
+class _Asked:
+    row_id: int
+    unanswered: set[str]  # the recipients whose fate is asked about
+    before: list[dict[str, Any]]  # the last answer kept
+
+
+def _ask(
+    runtime: NodeRuntime,
+    clients: dict[str, AxisClient],
+    upstream: Peer,
+    copies: dict[str, _Asked],
+    now: datetime,
+    *,
+    alert: bool,
+) -> int:
     if not copies:
         return 0
     client = clients.get(upstream.node_id)
@@ -625,55 +725,68 @@ def ask_about_unanswered(runtime: NodeRuntime, clients: dict[str, AxisClient], n
             log_safe(", ".join(m[:16] for m in unknown)),
         )
     for report in reports:
-        row_id, unanswered, before, _ = copies[report.message_id]
-        _record_fate(runtime, row_id, report.message_id, unanswered, before, list(report.recipients), now)
+        asked = copies[report.message_id]
+        _record_fate(runtime, asked, report.message_id, list(report.recipients), now, alert=alert)
     return len(copies)
+
+
+def _failure_key(entry: dict[str, Any]) -> tuple[object, ...]:
+    """Who failed where: the last axis that knows (``further``'s), so a report is alerted once."""
+    deepest = entry
+    while isinstance(deepest.get("further"), dict):
+        deepest = deepest["further"]
+    return (entry.get("recipient"), deepest.get("at"), deepest.get("state"), deepest.get("forward"))
 
 
 def _record_fate(
     runtime: NodeRuntime,
-    row_id: int,
+    asked: _Asked,
     message_id: str,
-    unanswered: set[str],
-    before: list[dict[str, Any]],
     entries: list[SentRecipient],
     now: datetime,
+    *,
+    alert: bool,
 ) -> None:
     fate = [e.model_dump(mode="json") for e in entries]
-    pending = [e for e in entries if e.recipient in unanswered]
-    settled = {e.recipient for e in pending if e.final} >= unanswered
-    known_failures = {(b.get("recipient"), b.get("at"), b.get("state"), b.get("forward")) for b in before}
-    new_failures = [e for e in pending if e.failed and (e.recipient, e.at, e.state, e.forward) not in known_failures]
+    pending = [(e, f) for e, f in zip(entries, fate, strict=True) if e.recipient in asked.unanswered]
+    settled = {e.recipient for e, _ in pending if e.final} >= asked.unanswered
+    known_failures = {_failure_key(b) for b in asked.before if fate_failed(b)}
+    new_failures = [(e, f) for e, f in pending if e.failed and _failure_key(f) not in known_failures]
     with runtime.session() as s:
         s.execute(
             update(OutboxRow)
-            .where(OutboxRow.id == row_id)
+            .where(OutboxRow.id == asked.row_id)
             .values(fate=fate, fate_settled_at=now if settled else None)
             .execution_options(synchronize_session=False)
         )
-        for e in new_failures:
+        if not alert:  # an axis keeps the parent's answer for its child: the sender's node alerts
+            return
+        for e, _ in new_failures:
+            last = e.deepest()  # where it failed; ``via`` the axis that forwarded it there, if not the same
+            via = {"via": e.at} if last is not e else {}
             record_event(
                 runtime,
                 "message.undelivered",
                 session=s,
                 message_id=message_id,
                 recipient=e.recipient,
-                at=e.at,
-                state=e.state,
-                forward=e.forward,
-                reason=(e.reason or "")[:500],
+                at=last.at,
+                state=last.state,
+                forward=last.forward,
+                reason=(last.reason or "")[:500],
+                **via,
             )
-    for e in new_failures:
-        log.error(
-            "ALERT: message %s will not reach %s: %s", message_id, e.recipient, log_safe(fate_text(e.model_dump()))
-        )
+    if alert:
+        for e, f in new_failures:
+            log.error("ALERT: message %s will not reach %s: %s", message_id, e.recipient, log_safe(fate_text(f)))
 
 
 def follow_up_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
-    """An axis expires what its nodes never fetched; an agency node asks its axis about unanswered copies."""
+    """An axis expires what its nodes never fetched and asks its parent about the forwards its children asked
+    about; an agency node asks its axis about unanswered copies."""
     if runtime.settings.role == "axis":
         expire_deliveries(runtime)
-        return False
+        return ask_parent_about_forwards(runtime, clients) >= FATE_BATCH
     return ask_about_unanswered(runtime, clients) >= FATE_BATCH  # a full batch: more may be due at once
 
 

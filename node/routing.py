@@ -12,10 +12,10 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -222,17 +222,21 @@ def _already_accepted(runtime: NodeRuntime, message_id: str) -> AcceptResult | N
 
 
 def sent_report(
-    runtime: NodeRuntime, caller: Peer, message_ids: Sequence[str]
+    runtime: NodeRuntime, caller: Peer, message_ids: Sequence[str], now: datetime | None = None
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """What became of messages ``caller`` handed over, at this axis (one hop): per recipient, its delivery
-    here (queued, done, failed, expired) or the forward to the parent axis (pending, done, dead).
+    """What became of messages ``caller`` handed over, at this axis: per recipient, its delivery here (queued,
+    done, failed, expired) or the forward to the parent axis (pending, done, dead) — and, for a forward the
+    parent has, what the parent last said became of it there (``further``).
 
-    Only messages whose ``From`` the calling node may speak for — the check that let it hand them over — are
-    answered; any other id is ``unknown``, exactly like an id this axis never saw, so nobody can probe.
-    The upstream axis (which may speak for anyone) asks about nothing here.
+    Asking about a forward the parent has, whose fate there is not final yet, marks it (``fate_asked_at``): the
+    follow-up worker then asks the parent (:func:`node.delivery.ask_parent_about_forwards`), and a later
+    question here gets its answer. Only messages whose ``From`` the calling node may speak for — the check
+    that let it hand them over — are answered; any other id is ``unknown``, exactly like an id this axis never
+    saw, so nobody can probe. The upstream axis (which may speak for anyone) asks about nothing here.
     """
     wanted = list(dict.fromkeys(message_ids))
     me = runtime.settings.node_id
+    now = now or datetime.now(UTC)
     with runtime.session() as s:
         envelopes = {
             e.id: e
@@ -263,12 +267,17 @@ def sent_report(
                     "forward": None,
                     "reason": d.outcome_reason,
                     "since": (d.acked_at or d.created_at).isoformat(),
+                    "further": None,
                 }
             )
+        to_ask: list[int] = []
         for envelope_id, forward in forwards.items():
             envelope = envelopes[envelope_id]
             answer = found[envelope.message_id]
             here = {r["recipient"] for r in answer["recipients"]}
+            parent_said = {
+                f.get("recipient"): f for f in (forward.fate or []) if isinstance(f, dict) and forward.state == "done"
+            }
             for recipient in sorted(set(envelope.recipients) - here):
                 answer["recipients"].append(
                     {
@@ -279,6 +288,16 @@ def sent_report(
                         "forward": forward.state,  # pending | done | dead
                         "reason": forward.last_error,
                         "since": (forward.done_at or forward.created_at).isoformat(),
+                        "further": parent_said.get(recipient),  # the parent's answer, when it was asked
                     }
                 )
+            if forward.state == "done" and forward.fate_settled_at is None and forward.fate_asked_at is None:
+                to_ask.append(forward.id)
+        if to_ask:  # the follow-up worker asks the parent about these (once a check interval at most)
+            s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_(to_ask), OutboxRow.fate_asked_at.is_(None))
+                .values(fate_asked_at=now)
+                .execution_options(synchronize_session=False)
+            )
     return [found[m] for m in wanted if m in found], [m for m in wanted if m not in found]

@@ -72,6 +72,7 @@ class OutboxRow(Base):
         UniqueConstraint("envelope_id", "destination", name="uq_outbox_envelope_destination"),
         Index("ix_outbox_due", "state", "next_attempt_at"),
         Index("ix_outbox_state_done", "state", "done_at"),  # delivered copies still waiting for an answer
+        Index("ix_outbox_fate_asked", "fate_asked_at"),  # on an axis: forwards a child asked about since
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -89,6 +90,9 @@ class OutboxRow(Base):
     fate: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, nullable=True)
     fate_checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     fate_settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # On an axis, a copy forwarded to its parent: when a child node first asked about it since this axis last
+    # asked the parent (None: nobody did); ``fate`` is then the parent's answer, which the child is told.
+    fate_asked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class DeliveryRow(Base):

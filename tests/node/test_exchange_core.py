@@ -1073,3 +1073,156 @@ def test_a_recipient_s_fail_reaches_the_sender_s_status_and_exit_code(nodes: Nod
     result = CliRunner().invoke(cli, ["status", sent.document_id, "--config", str(config)])
     assert result.exit_code == 1, result.output
     assert expected in " ".join(result.output.split())
+
+
+# --- seal_level: B-LT ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_term_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Nodes, object]]:
+    """One axis, the department sealing at B-LT (with a TSA) and the ministry; SQLite; the dev PKI's responders."""
+    from signing.devpki import serve_dev_pki
+    from tests.node.exchange_network import ONE_AXIS, SENDER_AND_MINISTRY
+
+    directory: Path = tmp_path_factory.mktemp("long-term")
+    with serve_dev_pki(directory / "pki", port=0) as responders:
+        network = write_network(
+            directory,
+            ONE_AXIS,
+            SENDER_AND_MINISTRY,
+            pki_base_url=responders.url,
+            extra={"so-tai-chinh": {"seal_level": "B-LT"}},
+        )
+        runtimes = {n: NodeRuntime(load_settings(p.config)) for n, p in network.nodes.items()}
+        try:
+            yield Nodes(network, runtimes), responders
+        finally:
+            for runtime in runtimes.values():
+                runtime.close()
+
+
+def test_a_node_sealing_at_b_lt_sends_pdfs_that_verify_b_lt_offline_where_they_arrive(
+    long_term_network: tuple[Nodes, object],
+) -> None:
+    from signing.devpki import DevPki, RunningResponders
+    from signing.errors import SigningError
+    from signing.pdf import LongTermError, verify_pdf
+
+    nodes, responders = long_term_network
+    assert isinstance(responders, RunningResponders)
+    dept, axis, ministry = nodes["so-tai-chinh"], nodes["truc"], nodes["bo-tai-chinh"]
+    assert dept.settings.seal_level == "B-LT" and ministry.settings.seal_level == "B-T"  # the default
+    sent = send_document(dept, report("290"))
+    accept_envelope(
+        axis, stored(dept, sent.envelope_id), message_id=sent.message_id, from_node=axis.peer("so-tai-chinh")
+    )  # type: ignore[arg-type]
+    outcome = receive_envelope(
+        ministry, transit_bytes(axis, sent.message_id), message_id=sent.message_id, recipient=MINISTRY.organ_id
+    )
+    assert outcome.indication == "TOTAL_PASSED", outcome.reasons
+    assert outcome.envelope_id is not None
+    (pdf,) = [a.data for a in parse_message(stored(ministry, outcome.envelope_id)).message.attachments]
+
+    responders.stop()  # the archive has only the document: no responder, no node's evidence
+    pki = DevPki.load(nodes.network.directory / "pki")
+    offline = pki.trust_store(revocation="require", allow_fetching=False)
+    (seal,) = verify_pdf("bao-cao.pdf", pdf, offline)
+    assert seal.indication.value == "TOTAL_PASSED", seal.reasons
+    assert seal.level == "B-LT"
+    assert seal.role == "organisation" and seal.validation_time_source == "timestamp"
+
+    # a seal whose validation data cannot be had (here: no responder answers) is the node's problem, not the
+    # clerk's file: a SigningError (503, "cannot sign now"), not a SendError (422), and nothing is queued
+    fresh = NodeRuntime(load_settings(nodes.network.nodes["so-tai-chinh"].config))
+    try:
+        before = count(fresh, EnvelopeRow)
+        with pytest.raises(SigningError) as failed:
+            send_document(fresh, report("291"))
+        assert isinstance(failed.value, LongTermError), repr(failed.value)
+        assert count(fresh, EnvelopeRow) == before
+    finally:
+        fresh.close()
+
+
+def forward_of(axis: NodeRuntime, message_id: str) -> OutboxRow:
+    with axis.session() as s:
+        return s.scalars(
+            select(OutboxRow)
+            .join(EnvelopeRow, EnvelopeRow.id == OutboxRow.envelope_id)
+            .where(EnvelopeRow.direction == "transit", EnvelopeRow.message_id == message_id)
+        ).one()
+
+
+def test_an_axis_asks_its_parent_only_about_what_a_child_asked_and_at_most_once_per_interval(nodes: Nodes) -> None:
+    """Two axes: the provincial axis said "forwarded to truc-tw, done" while the ministry's node, below truc-tw,
+    refused it. Asked by the department, it asks truc-tw in turn (once per child question and check interval,
+    never once truc-tw's answer is final), and the department's next question learns the failure there."""
+    from datetime import UTC, datetime, timedelta
+
+    from fastapi.testclient import TestClient
+    from sqlalchemy import update
+
+    from node.api import AckItem, _acknowledge, create_app, sent_copies
+    from node.delivery import ask_about_unanswered, ask_parent_about_forwards
+    from node.routing import sent_report
+
+    dept, low, top = nodes["so-tai-chinh"], nodes["truc-tinh"], nodes["truc-tw"]
+    refused, waiting = send_document(dept, report("285")), send_document(dept, report("286"))
+    now = datetime.now(UTC)
+    for sent in (refused, waiting):
+        relay(nodes, sent.message_id, stored(dept, sent.envelope_id))
+        with dept.session() as s:  # what the outbox workers record when each axis accepts it
+            s.execute(
+                update(OutboxRow).where(OutboxRow.envelope_id == sent.envelope_id).values(state="done", done_at=now)
+            )
+        with low.session() as s:
+            s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == forward_of(low, sent.message_id).id)
+                .values(state="done", done_at=now)
+            )
+    delivery_id = delivery_row(top, refused.message_id, MINISTRY.organ_id).delivery_id
+    _acknowledge(top, "bo-tai-chinh", [AckItem(delivery_id=delivery_id, outcome="fail", reason="không nhận cho G12")])
+
+    wait = dept.settings.delivery.answer_wait
+    interval = low.settings.delivery.answer_check_interval
+    t1 = now + timedelta(seconds=wait + 1)
+    with (
+        TestClient(create_app(low, start_workers=False)) as low_http,
+        TestClient(create_app(top, start_workers=False)) as top_http,
+    ):
+        dept_clients = {"truc-tinh": axis_client(low, low_http, dept)}
+        low_clients = {"truc-tw": axis_client(top, top_http, low)}
+        # nobody asked yet: the axis asks its parent nothing
+        assert ask_parent_about_forwards(low, low_clients, now=t1) == 0  # type: ignore[arg-type]
+        # the department asks: "forwarded, done", not yet final, so neither copy is settled; both are marked
+        assert ask_about_unanswered(dept, dept_clients, now=t1) == 2  # type: ignore[arg-type]
+        assert outbox_row(dept, refused.envelope_id).fate_settled_at is None
+        assert forward_of(low, refused.message_id).fate_asked_at is not None
+        assert ask_parent_about_forwards(low, low_clients, now=t1) == 2  # type: ignore[arg-type]
+        settled = forward_of(low, refused.message_id)
+        assert settled.fate_settled_at is not None and settled.fate_asked_at is None  # failed there: final
+        open_ = forward_of(low, waiting.message_id)
+        assert open_.fate_settled_at is None and open_.fate and open_.fate[0]["state"] == "queued"
+        # no new question from a child: nothing asked, however late
+        assert ask_parent_about_forwards(low, low_clients, now=t1 + timedelta(seconds=10 * interval)) == 0  # type: ignore[arg-type]
+        # a child asks again: asked again, but not before the interval since the last question
+        found, _ = sent_report(low, low.peer("so-tai-chinh"), [waiting.message_id, refused.message_id])  # type: ignore[arg-type]
+        assert forward_of(low, refused.message_id).fate_asked_at is None  # settled: not marked again
+        assert ask_parent_about_forwards(low, low_clients, now=t1 + timedelta(seconds=interval / 2)) == 0  # type: ignore[arg-type]
+        assert ask_parent_about_forwards(low, low_clients, now=t1 + timedelta(seconds=interval + 1)) == 1  # type: ignore[arg-type]
+        by_id = {f["message_id"]: f for f in found}
+        (further,) = [r["further"] for r in by_id[refused.message_id]["recipients"]]
+        assert (further["at"], further["state"], further["node"]) == ("truc-tw", "failed", "bo-tai-chinh")
+
+        # the department's next question: the failure at truc-tw, once; the other copy still open
+        t2 = t1 + timedelta(seconds=dept.settings.delivery.answer_check_interval + 1)
+        assert ask_about_unanswered(dept, dept_clients, now=t2) == 2  # type: ignore[arg-type]
+        assert outbox_row(dept, refused.envelope_id).fate_settled_at is not None
+        assert outbox_row(dept, waiting.envelope_id).fate_settled_at is None
+    expected = f"forwarded to truc-tw: failed at truc-tw for {MINISTRY.organ_id}: không nhận cho G12"
+    (copy,) = sent_copies(dept, refused.document_id)
+    assert [f["text"] for f in copy["failed"]] == [expected]
+    (undelivered,) = events_of(dept, "message.undelivered", refused.message_id)
+    assert (undelivered["at"], undelivered["via"], undelivered["state"]) == ("truc-tw", "truc-tinh", "failed")
+    assert not events_of(dept, "message.undelivered", waiting.message_id)
