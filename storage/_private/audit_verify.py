@@ -170,13 +170,17 @@ def _derive(conn: Connection, checked: list[_Checked], findings: _Findings, chun
 
 
 def _check_sequence(conn: Connection, checked: list[_Checked], size: int, findings: _Findings) -> None:
-    """Consecutive checkpoints never shrink and are consistent, by proofs from the stored tree."""
-    for prev, cur in itertools.pairwise(checked):
-        if cur.size > size:
+    """No checkpoint commits to more than the log holds, and consecutive ones never shrink and are consistent,
+    by proofs from the stored tree."""
+    # Every checkpoint, the first too: a log cut back under its only checkpoint (entries deleted, the head put
+    # back as it was) is consistent in itself, and only that checkpoint remembers how long it was.
+    for cp in checked:
+        if cp.size > size:
             findings.checkpoint(
-                cur.id, f"checkpoint #{cur.id} commits to {cur.size} entries; the log holds {size} (deleted)", size
+                cp.id, f"checkpoint #{cp.id} commits to {cp.size} entries; the log holds {size} (deleted)", size
             )
             return
+    for prev, cur in itertools.pairwise(checked):
         if cur.size < prev.size:
             findings.checkpoint(
                 cur.id, f"checkpoint #{cur.id} has size {cur.size}, smaller than #{prev.id} ({prev.size}): rolled back"

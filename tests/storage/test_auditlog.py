@@ -247,3 +247,20 @@ def test_checkpoint_signed_by_another_key(engine: Engine, key: NoteSigner) -> No
     log.checkpoint(generate_log_key(ORIGIN))
     result = verify_log(engine, key.verifier.vkey())
     assert result.first_bad_checkpoint == 3
+
+
+def test_a_log_cut_back_under_its_only_checkpoint_is_caught(engine: Engine, key: NoteSigner) -> None:
+    """The intruder deletes the last entries and puts the head back as it was before them: everything left is
+    self-consistent, and only the one checkpoint, signed at size 10, remembers."""
+    log = AuditLog(engine)
+    log.append_many([_event(i) for i in range(8)])
+    with engine.connect() as conn:
+        size8, frontier8 = conn.execute(text("SELECT size, frontier FROM audit_head")).one()
+    log.append_many([_event(i) for i in range(8, 10)])
+    log.checkpoint(key)
+    _sql(engine, "DELETE FROM audit_entries WHERE idx >= 8")
+    _sql(engine, "DELETE FROM audit_tree WHERE (level = 0 AND idx >= 8) OR (level = 1 AND idx >= 4)")
+    _sql(engine, "UPDATE audit_head SET size = :s, frontier = :f", s=size8, f=frontier8)
+    bad, problems = _verify(engine, key)
+    assert bad == 8
+    assert any("commits to 10 entries; the log holds 8" in p for p in problems), problems
