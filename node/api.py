@@ -74,6 +74,7 @@ _TITLES = {
     "malformed": "Malformed request",
     "loop": "Routing loop",
     "ambiguous-document": "Two senders used this DocumentId",
+    "witness-conflict": "The witness last cosigned another size",
     "cannot-sign": "The node cannot sign now",
 }
 
@@ -290,6 +291,12 @@ class SentQueryBody(BaseModel):
 class WitnessBody(BaseModel):
     checkpoint: str = Field(max_length=10_000, description="the node's checkpoint, a C2SP signed note")
     proof: list[str] = Field(default_factory=list, max_length=128, description="consistency proof, base64 hashes")
+    old_size: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SQL_INT,
+        description="the size the proof goes from: the last one the node believes this axis cosigned (0: none)",
+    )
 
 
 class StatusBody(BaseModel):
@@ -805,6 +812,7 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         import base64
 
         from storage.errors import WitnessRefusal
+        from storage.witness import WitnessConflict
 
         try:
             body = WitnessBody.model_validate_json(call.body)
@@ -814,7 +822,10 @@ def create_app(runtime: NodeRuntime, *, start_workers: bool = True) -> FastAPI:
         vkey = runtime.log_verifier_key(call.peer.node_id)
         assert vkey is not None
         try:
-            line = runtime.witness.cosign(body.checkpoint, proof, vkey)
+            line = runtime.witness.cosign(body.checkpoint, proof, vkey, old_size=body.old_size)
+        except WitnessConflict as e:
+            # not a fork: the node's answer to an earlier cosigning was lost; it retries from our size
+            raise ProblemError(409, "witness-conflict", str(e), size=e.known_size) from None
         except WitnessRefusal as e:
             record_event(runtime, "witness.refused", node=call.peer.node_id, reason=str(e))
             raise ProblemError(409, "fork", str(e)) from None

@@ -647,3 +647,42 @@ def test_witnessing_recovers_from_a_lost_cosignature_and_never_keeps_a_line_that
     finally:
         node.close()
         axis.close()
+
+
+def test_a_lost_cosignature_is_recovered_over_http_as_a_conflict_not_judged_a_fork(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """The axis's HTTP endpoint takes the node's ``old_size`` and answers 409 witness-conflict with its own size,
+    which the node retries from; without it, the proof from the old size was judged a fork at every round."""
+    import httpx
+    from fastapi.testclient import TestClient
+    from sqlalchemy import delete
+
+    from node.api import create_app
+    from node.audit import latest_cosigned
+    from node.events import record_event
+    from node.witnessing import PeerClient, witness_step
+    from storage.exchange import CosignatureRow
+
+    node = NodeRuntime(load_settings(_copy_node(archive, tmp_path)))
+    axis = NodeRuntime(load_settings(_copy_node(archive, tmp_path, "truc")))
+    try:
+        upstream = node.upstream
+        assert upstream is not None
+        with TestClient(create_app(axis, start_workers=False)) as http:
+            transport = httpx.MockTransport(lambda request: http.send(request))
+            peer = PeerClient("http://testserver", node.node_key, upstream.public_key, transport=transport)
+            witness_step(node, peer)
+            first = latest_cosigned(node)
+            assert first is not None
+            with node.session() as s:  # the axis's answer never arrived: the node does not know it was cosigned
+                s.execute(delete(CosignatureRow))
+            record_event(node, "test.grown", n=1)
+            witness_step(node, peer)
+        again = latest_cosigned(node)
+        assert again is not None and again.size > first.size
+        refused = [e.event() for e in axis.audit.entries(0, axis.audit.size())]
+        assert not [e for e in refused if e["type"] == "witness.refused"], "a lost answer is no fork"
+    finally:
+        node.close()
+        axis.close()
