@@ -196,8 +196,13 @@ def status(
         known = bool(history or sent) or _received(runtime, document_id)
     finally:
         runtime.close()
-    # the clerk must learn that the axis refused it (or it never left): the recipients will never answer
-    undelivered = bool(sent) and all(copy["state"] == "dead" for copy in sent)
+    # the clerk must learn that the axis refused it (or it never left): the recipients will never answer. A
+    # document counts as undelivered when no copy of it got through (a later resend may have); a status sent
+    # about it, when that status did not (each status is its own word, no resend replaces it)
+    documents = [copy for copy in sent if copy.get("kind", "document") == "document"]
+    undelivered = (bool(documents) and all(copy["state"] == "dead" for copy in documents)) or any(
+        copy["state"] == "dead" for copy in sent if copy.get("kind") == "status"
+    )
     # or it was delivered to the axis, and the axis said later that it will not reach some recipient
     lost = any(copy.get("failed") for copy in sent)
     if as_json:

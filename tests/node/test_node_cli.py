@@ -335,3 +335,35 @@ def test_serve_names_its_backends_without_their_passwords(url: str, shown: str) 
     from node.cli.node_cmds import _without_password
 
     assert _without_password(url) == shown
+
+
+def test_a_refused_document_is_undelivered_even_beside_a_recall_that_got_through(
+    department: Path, tmp_path: Path
+) -> None:
+    """`status` fails when no copy of the document got through, whatever happened to the statuses about it."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from storage.exchange import EnvelopeRow, OutboxRow
+
+    sent = runner.invoke(app, ["send", str(spec_copy(tmp_path, "906")), "--config", str(department), "--json"])
+    assert sent.exit_code == 0, sent.output
+    document_id = "000.01.41.H41,2026/11/16,906/BC-STC"
+    recall = runner.invoke(app, ["recall", document_id, "--as", "000.01.41.H41", "--config", str(department)])
+    assert recall.exit_code == 0, recall.output
+    runtime = NodeRuntime(load_settings(department))
+    try:
+        with runtime.session() as s:
+            of = select(EnvelopeRow.id).where(EnvelopeRow.document_id == document_id)
+            document = of.where(EnvelopeRow.kind == "document").scalar_subquery()
+            status = of.where(EnvelopeRow.kind == "status").scalar_subquery()
+            s.execute(update(OutboxRow).where(OutboxRow.envelope_id == document).values(state="dead", attempts=1))
+            delivered = {"state": "done", "attempts": 1, "done_at": datetime.now(UTC)}
+            s.execute(update(OutboxRow).where(OutboxRow.envelope_id == status).values(**delivered))
+    finally:
+        runtime.close()
+    result = runner.invoke(app, ["status", document_id, "--config", str(department)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # a verdict, not a crash
+    assert "NOT DELIVERED" in result.output and "Sent: message" in result.output
