@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from asn1crypto import cms as asn1_cms
 from asn1crypto import x509 as asn1_x509
@@ -49,10 +49,12 @@ from signing.report import (
     Indication,
     SignatureReport,
     SubIndication,
-    TimestampInfo,
     VerificationReport,
 )
 from signing.trust import TrustStore
+
+if TYPE_CHECKING:
+    from signing.timestamps import TimestampCheck
 
 MIN_RSA_BITS = 2048
 _CLOCK_SKEW = timedelta(minutes=5)
@@ -516,21 +518,25 @@ class _EnvelopeChecker:
         self.intact = True
 
         claimed = _signing_time(signed_props)
-        stamp = self._timestamp(sig, value_element)
-        if stamp is not None and not stamp.valid:
+        checked = self._timestamp(sig, value_element)
+        stamp = checked.info if checked is not None else None
+        if checked is not None and not checked.sound:
             raise _NotPassedError(
                 Indication.INDETERMINATE,
                 SubIndication.TIMESTAMP_FAILURE,
-                f"the signature timestamp is not valid: {stamp.problem}",
+                f"the signature timestamp is not valid: {checked.info.problem}",
             )
-        if stamp is not None and claimed is not None and claimed > stamp.time + _CLOCK_SKEW:
+        # A sound timestamp from a TSA not trusted at the validation time (unknown, or its certificate revoked or
+        # expired since) proves nothing: reported (timestamp.valid false), the signature validated without it.
+        proved = stamp if stamp is not None and stamp.valid else None
+        if proved is not None and claimed is not None and claimed > proved.time + _CLOCK_SKEW:
             raise _NotPassedError(
                 Indication.TOTAL_FAILED,
                 SubIndication.TIMESTAMP_FAILURE,
-                f"claimed signing time {claimed.isoformat()} is after the timestamp {stamp.time.isoformat()}",
+                f"claimed signing time {claimed.isoformat()} is after the timestamp {proved.time.isoformat()}",
             )
         moment, source = (
-            (self.at, "requested") if self.at else (stamp.time, "timestamp") if stamp else (None, "current")
+            (self.at, "requested") if self.at else (proved.time, "timestamp") if proved else (None, "current")
         )
         others = [c for c in certs if c is not signer]
         check = _path_cache(self.trust).check(
@@ -784,14 +790,16 @@ class _EnvelopeChecker:
             ) from None
         self.message_id = hashlib.sha256(raw).hexdigest()  # as envelope_message_id: it names this act of signing
 
-    def _timestamp(self, sig: etree._Element, value: etree._Element) -> TimestampInfo | None:
+    def _timestamp(self, sig: etree._Element, value: etree._Element) -> TimestampCheck | None:
+        """The signature timestamp, its TSA validated at the requested time, else now (not at the token's own
+        time: ETSI EN 319 102-1, as for PDFs)."""
         token_text = sig.findtext(f".//{xmldsig.xades('SignatureTimeStamp')}/{xmldsig.xades('EncapsulatedTimeStamp')}")
         if token_text is None:
             return None
-        from signing.timestamps import verify_timestamp_token
+        from signing.timestamps import check_timestamp_token
 
-        return verify_timestamp_token(
-            base64.b64decode(token_text), hashlib.sha256(xmldsig.c14n(value)).digest(), self.trust
+        return check_timestamp_token(
+            base64.b64decode(token_text), hashlib.sha256(xmldsig.c14n(value)).digest(), self.trust, at=self.at
         )
 
     # -- who signed -----------------------------------------------------------------------------------

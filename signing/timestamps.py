@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -65,12 +66,46 @@ def subject_name(cert: Any) -> str:
 
 
 def verify_timestamp_token(
-    token: bytes, data_digest: bytes, trust: TrustStore, *, digest_algorithm: str = "sha256"
+    token: bytes,
+    data_digest: bytes,
+    trust: TrustStore,
+    *,
+    digest_algorithm: str = "sha256",
+    at: datetime | None = None,
 ) -> TimestampInfo:
     """Check that ``token`` is a valid TSA signature over ``data_digest``, by a trusted TSA.
 
     ``digest_algorithm`` (sha256, sha384 or sha512) is the one ``data_digest`` was computed with; the
     token's imprint must use the same. A TSA certificate the token does not carry is looked up in ``trust``.
+    The TSA's certificate is validated at ``at``, by default now (see :func:`check_timestamp_token`).
+    """
+    return check_timestamp_token(token, data_digest, trust, digest_algorithm=digest_algorithm, at=at).info
+
+
+@dataclass(frozen=True)
+class TimestampCheck:
+    """A timestamp token checked: what the report says of it, and whether only its TSA's trust is missing."""
+
+    info: TimestampInfo
+    # readable, covering the data (imprint) and its own signature verifying: a token that is sound but not
+    # ``info.valid`` comes from a TSA not trusted at the validation time (unknown, revoked, expired)
+    sound: bool
+
+
+def check_timestamp_token(
+    token: bytes,
+    data_digest: bytes,
+    trust: TrustStore,
+    *,
+    digest_algorithm: str = "sha256",
+    at: datetime | None = None,
+) -> TimestampCheck:
+    """:func:`verify_timestamp_token`, telling a token from an untrusted TSA apart from a broken one.
+
+    The TSA's certificate is validated at ``at`` (a time asked for), by default **now**, not at the token's
+    own genTime (ETSI EN 319 102-1, time-stamp validation): the token is what would prove a time, so
+    nothing proves it existed before now; a TSA certificate revoked or expired since then makes it prove
+    nothing. (Proof of existence from a later timestamp, as in an archive timestamp, is not looked for.)
     """
     if digest_algorithm not in IMPRINT_ALGORITHMS:
         raise ValueError(f"timestamp imprints with {digest_algorithm} are not accepted")
@@ -79,29 +114,32 @@ def verify_timestamp_token(
         signed_data = _with_tsa_certificate(content["content"], trust)
         gen_time = token_time(token)
     except (ValueError, KeyError, TypeError) as e:
-        return TimestampInfo(
+        unreadable = TimestampInfo(
             time=datetime.fromtimestamp(0).astimezone(),
             tsa="?",
             imprint_matches=False,
             valid=False,
             problem=f"unreadable timestamp token: {e}",
         )
+        return TimestampCheck(unreadable, sound=False)
 
     def expected(algorithm: str) -> bytes:
         if algorithm != digest_algorithm:
             raise SignatureValidationError(f"timestamp imprint uses {algorithm}; {digest_algorithm} expected")
         return data_digest
 
-    context = trust.validation_context(gen_time)
+    context = trust.validation_context(at)
     try:
         status = asyncio.run(validate_tst_signed_data(signed_data, context, expected))
     except SignatureValidationError as e:
-        return TimestampInfo(time=gen_time, tsa="?", imprint_matches=False, valid=False, problem=str(e))
+        broken = TimestampInfo(time=gen_time, tsa="?", imprint_matches=False, valid=False, problem=str(e))
+        return TimestampCheck(broken, sound=False)
     cert = status.get("signing_cert")
     tsa = subject_name(cert) if cert is not None else "?"
     intact, valid = status.get("intact", False), status.get("valid", False)
     # ``trusted`` is a property of pyHanko's status classes, not one of these keyword arguments
-    trusted = status.get("trust_problem_indic") is None and status.get("validation_path") is not None
+    indic = status.get("trust_problem_indic")
+    trusted = indic is None and status.get("validation_path") is not None
     problem = (
         ""
         if intact and valid and trusted
@@ -111,9 +149,11 @@ def verify_timestamp_token(
             else "the timestamp's own signature does not verify"
             if not valid
             else "the timestamp authority is not trusted"
+            + (f" at the validation time ({indic.name})" if indic is not None else "")
         )
     )
-    return TimestampInfo(time=gen_time, tsa=tsa, imprint_matches=bool(intact), valid=not problem, problem=problem)
+    info = TimestampInfo(time=gen_time, tsa=tsa, imprint_matches=bool(intact), valid=not problem, problem=problem)
+    return TimestampCheck(info, sound=bool(intact and valid))
 
 
 def _with_tsa_certificate(signed_data: cms.SignedData, trust: TrustStore) -> cms.SignedData:
