@@ -22,6 +22,7 @@ from node.errors import ConfigError
 from schemas import is_valid_organ_code
 
 Role = Literal["agency", "axis"]
+SealLevel = Literal["B-T", "B-LT"]
 NodeId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 
 
@@ -164,6 +165,14 @@ class NodeSettings(BaseSettings):
     agencies: tuple[RegisteredAgency, ...] = ()
     trust: TrustConfig = TrustConfig()
     timestamp_url: str | None = None
+    seal_level: SealLevel = Field(
+        default="B-T",
+        description=(
+            "the PAdES level of the organisation's seal on each sent PDF: B-T (timestamped; B-B without "
+            "timestamp_url) or B-LT (also the OCSP responses and CRLs of the seal's chain and the TSA's, fetched "
+            "when sealing and embedded, so the seal is checked without this node's evidence; needs timestamp_url)"
+        ),
+    )
     delivery: DeliveryConfig = DeliveryConfig()
     max_envelope_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_hops: int = Field(default=8, ge=1, le=64)
@@ -207,6 +216,12 @@ class NodeSettings(BaseSettings):
         ids = [n.id for n in self.nodes]
         if len(ids) != len(set(ids)):
             raise ValueError("a node id is registered twice in nodes")
+        return self
+
+    @model_validator(mode="after")
+    def _seal_level_needs(self) -> NodeSettings:
+        if self.seal_level == "B-LT" and self.timestamp_url is None:
+            raise ValueError("seal_level B-LT needs timestamp_url: B-LT is a timestamped seal with its validation data")
         return self
 
     # -- derived paths (relative ones are under the config file's directory)

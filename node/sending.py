@@ -7,9 +7,11 @@ retry sends the same bytes, which the axis and the recipients recognise as the s
 
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,6 +34,9 @@ from schemas import (
 )
 from storage.exchange import EnvelopeRow, OutboxRow, StatusRow
 from storage.objects import ObjectRef, content_key
+
+if TYPE_CHECKING:
+    from signing.trust import TrustStore
 
 RECALL = StatusCode.RECALL_REQUESTED
 NO_STAFF = StaffInfo()
@@ -302,16 +307,33 @@ def _sign(runtime: NodeRuntime, organisation: str, unsigned: bytes) -> bytes:
     return sign_envelope(unsigned, runtime.seal_key(organisation), timestamper=runtime.timestamper)
 
 
+# seal_level B-LT: the trust store each node's seals are made with (see _sealed)
+_LONG_TERM_TRUST: weakref.WeakKeyDictionary[NodeRuntime, TrustStore] = weakref.WeakKeyDictionary()
+
+
 def _sealed(runtime: NodeRuntime, message: DocumentMessage) -> DocumentMessage:
-    """Each PDF with the organisation's seal (PAdES, B-T with a TSA), after the signer's signature if configured."""
+    """Each PDF with the organisation's seal, after the signer's signature if configured.
+
+    PAdES B-T with a TSA (B-B without); with ``seal_level: B-LT``, B-LT: the OCSP responses and CRLs of the seal's
+    chain (and the TSA's) are fetched and embedded, so the seal is checked from the document, not this node's evidence.
+    """
     from signing.errors import SignError, TimestampError
-    from signing.pdf import PdfSignOptions, SignatureRole, sign_pdf
+    from signing.pdf import LongTermError, PdfSignOptions, SignatureRole, sign_pdf
 
     sender = message.header.from_.organ_id
     seal = runtime.pdf_key(sender, "seal")
     assert seal is not None
     signer = runtime.pdf_key(sender, "signer")
     stamper = runtime.timestamper.pyhanko if runtime.timestamper else None
+    long_term = None
+    if runtime.settings.seal_level == "B-LT":
+        long_term = _LONG_TERM_TRUST.get(runtime)
+        if long_term is None:
+            # The node's roots, insisting on revocation data for every certificate of the seal's chain, fetched
+            # from the addresses the node's own certificates name (whatever trust.allow_fetching says of the
+            # signatures it verifies). One store per node: what it fetched is reused for a while, not per seal.
+            long_term = dataclasses.replace(runtime.trust, revocation="require", allow_fetching=True)
+            _LONG_TERM_TRUST[runtime] = long_term
     attachments = []
     for attachment in message.attachments:
         if attachment.content_type == "application/pdf":
@@ -322,9 +344,11 @@ def _sealed(runtime: NodeRuntime, message: DocumentMessage) -> DocumentMessage:
                 options = PdfSignOptions(
                     role=SignatureRole.ORGANISATION, organisation_name=message.header.from_.organ_name
                 )
-                pdf = sign_pdf(pdf, seal, options, timestamper=stamper)
-            except TimestampError:
-                raise  # the timestamp authority, not the clerk's file: the caller says the node cannot sign now
+                pdf = sign_pdf(pdf, seal, options, timestamper=stamper, long_term=long_term)
+            except (TimestampError, LongTermError):
+                # the timestamp authority, the revocation responders or the seal's certificates, not the clerk's
+                # file: the caller says the node cannot sign now
+                raise
             except SignError as e:
                 raise SendError(f"attachment {attachment.name!r} cannot be sealed: {e}") from e
             attachment = attachment.model_copy(update={"data": pdf})

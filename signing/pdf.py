@@ -486,6 +486,12 @@ class PdfSigningKey:
         self.cms_sizes: dict[tuple[bool, bool], int] = {}
 
 
+class LongTermError(SignError):
+    """A B-LT signature could not get the validation data of the signer's chain (an OCSP responder or CRL address
+    that does not answer, a chain that does not reach the roots given, a revoked certificate): a fault of the
+    signer's certificates or of the network, not of the document, so a caller can tell the two apart."""
+
+
 def sign_pdf(
     data: bytes,
     key: PdfSigningKey,
@@ -539,7 +545,7 @@ def sign_pdf(
             if long_term is not None and isinstance(e, SigningError) and e.__cause__ is not None:
                 # pyHanko says only "The signer's certificate could not be validated"; the cause says why:
                 # no revocation data could be fetched, revoked, no path to the roots given, …
-                raise SignError(
+                raise LongTermError(
                     "could not sign the PDF for the long term (B-LT): the signer's certificate chain could not be "
                     f"validated with revocation data: {' '.join(str(e.__cause__).split())}"
                 ) from e

@@ -1157,3 +1157,72 @@ def test_an_axis_asks_its_parent_only_about_what_a_child_asked_and_at_most_once_
     (undelivered,) = events_of(dept, "message.undelivered", refused.message_id)
     assert (undelivered["at"], undelivered["via"], undelivered["state"]) == ("truc-tw", "truc-tinh", "failed")
     assert not events_of(dept, "message.undelivered", waiting.message_id)
+
+
+# --- seal_level: B-LT ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_term_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Nodes, object]]:
+    """One axis, the department sealing at B-LT (with a TSA) and the ministry; SQLite; the dev PKI's responders."""
+    from signing.devpki import serve_dev_pki
+    from tests.node.exchange_network import ONE_AXIS, SENDER_AND_MINISTRY
+
+    directory: Path = tmp_path_factory.mktemp("long-term")
+    with serve_dev_pki(directory / "pki", port=0) as responders:
+        network = write_network(
+            directory,
+            ONE_AXIS,
+            SENDER_AND_MINISTRY,
+            pki_base_url=responders.url,
+            extra={"so-tai-chinh": {"seal_level": "B-LT"}},
+        )
+        runtimes = {n: NodeRuntime(load_settings(p.config)) for n, p in network.nodes.items()}
+        try:
+            yield Nodes(network, runtimes), responders
+        finally:
+            for runtime in runtimes.values():
+                runtime.close()
+
+
+def test_a_node_sealing_at_b_lt_sends_pdfs_that_verify_b_lt_offline_where_they_arrive(
+    long_term_network: tuple[Nodes, object],
+) -> None:
+    from signing.devpki import DevPki, RunningResponders
+    from signing.errors import SigningError
+    from signing.pdf import LongTermError, verify_pdf
+
+    nodes, responders = long_term_network
+    assert isinstance(responders, RunningResponders)
+    dept, axis, ministry = nodes["so-tai-chinh"], nodes["truc"], nodes["bo-tai-chinh"]
+    assert dept.settings.seal_level == "B-LT" and ministry.settings.seal_level == "B-T"  # the default
+    sent = send_document(dept, report("290"))
+    accept_envelope(
+        axis, stored(dept, sent.envelope_id), message_id=sent.message_id, from_node=axis.peer("so-tai-chinh")
+    )  # type: ignore[arg-type]
+    outcome = receive_envelope(
+        ministry, transit_bytes(axis, sent.message_id), message_id=sent.message_id, recipient=MINISTRY.organ_id
+    )
+    assert outcome.indication == "TOTAL_PASSED", outcome.reasons
+    assert outcome.envelope_id is not None
+    (pdf,) = [a.data for a in parse_message(stored(ministry, outcome.envelope_id)).message.attachments]
+
+    responders.stop()  # the archive has only the document: no responder, no node's evidence
+    pki = DevPki.load(nodes.network.directory / "pki")
+    offline = pki.trust_store(revocation="require", allow_fetching=False)
+    (seal,) = verify_pdf("bao-cao.pdf", pdf, offline)
+    assert seal.indication.value == "TOTAL_PASSED", seal.reasons
+    assert seal.level == "B-LT"
+    assert seal.role == "organisation" and seal.validation_time_source == "timestamp"
+
+    # a seal whose validation data cannot be had (here: no responder answers) is the node's problem, not the
+    # clerk's file: a SigningError (503, "cannot sign now"), not a SendError (422), and nothing is queued
+    fresh = NodeRuntime(load_settings(nodes.network.nodes["so-tai-chinh"].config))
+    try:
+        before = count(fresh, EnvelopeRow)
+        with pytest.raises(SigningError) as failed:
+            send_document(fresh, report("291"))
+        assert isinstance(failed.value, LongTermError), repr(failed.value)
+        assert count(fresh, EnvelopeRow) == before
+    finally:
+        fresh.close()
