@@ -1,7 +1,8 @@
-"""The client side of the node ↔ axis protocol v1 (docs/protocol.md), over httpx, synchronous.
+"""The client side of the node ↔ axis protocol v2 (docs/protocol.md), over httpx, synchronous.
 
-Every request is signed with the node's key (adapters.httpsig); every successful answer must be signed by
-the configured axis key and bound to the request, or the call fails with ResponseSignatureError. Error
+Every request is signed with the node's key (adapters.httpsig) for the node it goes to (``peer_id``, the signed
+``Lienthong-To`` header: no other node accepts it); every successful answer must be signed by the configured
+axis key and bound to the request, or the call fails with ResponseSignatureError. Error
 answers are classified by whether a retry can help; retrying (exponential backoff with jitter, a maximum
 age) is the caller's job, and always safe: every call is idempotent.
 
@@ -207,7 +208,9 @@ class FetchedEnvelope:
 class AxisClient:
     """A signed, verifying client of one axis (or of an agency node, for pushes).
 
-    ``axis_public_key`` is the other node's Ed25519 public key (raw 32 bytes, PEM, or a key object).
+    ``axis_public_key`` is the other node's Ed25519 public key (raw 32 bytes, PEM, or a key object), ``peer_id``
+    its node id: every request names it (``Lienthong-To``, signed), and the other node refuses a request that
+    names another, so a request cannot be replayed to a third node that knows this one.
     ``require_signed_errors``: error answers from the exchange API are expected to be signed too; when they
     are not (a proxy's 502, or a server that signs only successes) they are trusted for classification
     unless this is set, in which case an unsigned error answer raises ResponseSignatureError.
@@ -219,6 +222,7 @@ class AxisClient:
         node_key: NodeKey,
         axis_public_key: PublicKeyInput,
         *,
+        peer_id: str,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         require_signed_errors: bool = False,
@@ -226,13 +230,14 @@ class AxisClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.node_key = node_key
+        self.peer_id = peer_id
         self.axis_public_key = load_public_key(axis_public_key)
         self.require_signed_errors = require_signed_errors
         self.max_response_bytes = max_response_bytes
         self._known: OrderedDict[str, InboxItem] = OrderedDict()
         self._http = httpx.Client(
             base_url=self.base_url,
-            auth=NodeSigningAuth(node_key),
+            auth=NodeSigningAuth(node_key, peer_id),
             timeout=timeout,
             transport=transport,
             follow_redirects=False,  # a redirect would need a new signature for another path; refuse instead
@@ -439,7 +444,7 @@ class AxisClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"AxisClient({self.base_url!r}, as {self.node_key.node_id!r})"
+        return f"AxisClient({self.base_url!r}, {self.node_key.node_id!r} to {self.peer_id!r})"
 
     # -- internals -------------------------------------------------------------------------------------
 
@@ -462,7 +467,7 @@ class AxisClient:
         except ValidationError as e:
             # A signed answer we cannot read: the other node runs another protocol version or is broken.
             # Retrying is safe and an operator will see the error.
-            raise RetryableDeliveryError(f"{what} is not what protocol v1 says: {e.error_count()} errors") from None
+            raise RetryableDeliveryError(f"{what} is not what protocol v2 says: {e.error_count()} errors") from None
 
     def _post_json(self, path: str, payload: object, *, what: str) -> bytes:
         """POST ``payload`` as JSON, expecting 200; the verified answer's body."""

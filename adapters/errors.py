@@ -38,6 +38,13 @@ class SignatureInvalidError(HttpSignatureError):
     code = "signature-invalid"
 
 
+class MisaddressedRequestError(HttpSignatureError):
+    """No ``Lienthong-To`` header (a protocol v1 request), or one naming another node than this one: a
+    request signed for one node and sent (replayed) to another."""
+
+    code = "misaddressed"
+
+
 class SignatureExpiredError(HttpSignatureError):
     """``created`` outside the accepted clock skew, or ``expires`` in the past."""
 

@@ -1,10 +1,13 @@
 """Node authentication: RFC 9421 HTTP Message Signatures over RFC 9530 Content-Digest, with replay protection.
 
-Protocol v1 (docs/protocol.md): every request between nodes is signed with the calling node's Ed25519 key,
-label ``lienthong``, covering ``"@method" "@path" "@query" "content-digest"`` with ``created``, ``expires``
-(= created + 60 s), a 128-bit ``nonce``, ``keyid`` (the node id) and ``alg="ed25519"``. The authority and
-scheme are deliberately not covered so that reverse proxies and TLS terminators do not break signatures;
-the path, query, method and body are what an attacker would want to change.
+Protocol v2 (docs/protocol.md): every request between nodes is signed with the calling node's Ed25519 key,
+label ``lienthong``, covering ``"@method" "@path" "@query" "content-digest" "lienthong-to"`` with ``created``,
+``expires`` (= created + 60 s), a 128-bit ``nonce``, ``keyid`` (the node id) and ``alg="ed25519"``. The
+authority and scheme are deliberately not covered so that reverse proxies and TLS terminators do not break
+signatures; the path, query, method and body are what an attacker would want to change. Since the host is not
+signed, the ``Lienthong-To`` header names the node the request is for, and a node refuses a request that names
+another (or none: a v1 request): a node that received a signed request cannot resend it to another node that
+knows the signer, whose nonce store has not seen it.
 
 Answers are signed by the answering node over ``"@status" "content-digest"`` and the request's own
 signature (``"signature";key="lienthong";req``): that one component binds the answer to the exact request
@@ -62,6 +65,7 @@ from adapters.errors import (
     ContentDigestMismatchError,
     HttpSignatureError,
     MalformedSignatureError,
+    MisaddressedRequestError,
     ReplayedRequestError,
     ResponseSignatureError,
     SignatureExpiredError,
@@ -72,6 +76,7 @@ __all__ = [
     "ALGORITHM",
     "LABEL",
     "MAX_SKEW",
+    "RECEIVER_HEADER",
     "REQUEST_COMPONENTS",
     "RESPONSE_COMPONENTS",
     "SIGNATURE_LIFETIME",
@@ -92,7 +97,9 @@ __all__ = [
 
 LABEL = "lienthong"
 ALGORITHM = "ed25519"
-REQUEST_COMPONENTS = ("@method", "@path", "@query", "content-digest")
+# The field naming the node a request is for: always present and signed (protocol v2), checked by the receiver.
+RECEIVER_HEADER = "lienthong-to"
+REQUEST_COMPONENTS = ("@method", "@path", "@query", "content-digest", RECEIVER_HEADER)
 RESPONSE_COMPONENTS = ("@status", "content-digest")
 REQUEST_BINDING = f'"signature";key="{LABEL}";req'
 # Fields signed whenever a message carries them, and then required to be signed: the message id names what
@@ -234,7 +241,8 @@ def _present(pairs: list[tuple[str, str]]) -> tuple[tuple[str, frozenset[tuple[s
 
 
 def _added(view_headers: Headers) -> dict[str, str]:
-    return {k: v for k, v in view_headers.lines if k.lower() in ("content-digest", "signature-input", "signature")}
+    names = ("content-digest", "signature-input", "signature", RECEIVER_HEADER)
+    return {k: v for k, v in view_headers.lines if k.lower() in names}
 
 
 # -- requests --------------------------------------------------------------------------------------------
@@ -258,17 +266,26 @@ def sign_request(
     body: bytes,
     key: NodeKey,
     *,
+    to: str,
     now: datetime | None = None,
     nonce: str | None = None,
 ) -> dict[str, str]:
-    """The headers to add to a request so that it is signed by ``key``: Content-Digest, Signature-Input, Signature.
+    """The headers to add to a request so that it is signed by ``key`` for node ``to``: Lienthong-To,
+    Content-Digest, Signature-Input, Signature.
 
+    ``to`` is the id of the node the request is sent to (the receiver refuses a request naming another).
     ``url`` is the absolute (or path-only) URL as it will be sent, already percent-encoded. ``headers`` are
     the request's other headers: a Lienthong-Message-Id among them is covered too, and an existing
     Content-Digest is kept (it must match ``body``).
     """
+    if not _NODE_ID.match(to):
+        raise ValueError(f"invalid receiving node id {to!r}")
+    already = joined_field(header_pairs(headers), RECEIVER_HEADER) if headers is not None else None
+    if already is not None and already != to:
+        raise ValueError(f"the request already names node {already!r} in Lienthong-To, not {to!r}")
     created = _now(now)
     view_headers, existing, extra = _new_headers(headers, body)
+    view_headers.lines.append(("Lienthong-To", to))
     view = RequestView(method.upper(), absolute_url(url), view_headers)
     _signer(key).sign(
         view,
@@ -329,17 +346,20 @@ def verify_request(
     headers: HeaderInput,
     body: bytes,
     *,
+    receiver: str,
     resolve_key: Callable[[str], PublicKeyInput | None],
     remember_nonce: Callable[[str, str, datetime], bool],
     now: datetime | None = None,
     max_skew: int = MAX_SKEW,
 ) -> VerifiedRequest:
-    """Check that a request is signed by a known node, fresh, intact and not replayed; spend its nonce.
+    """Check that a request is signed by a known node for ``receiver``, fresh, intact and not replayed; spend
+    its nonce.
 
     ``headers`` may be a mapping or the raw list of field lines (better: repeated lines are then seen).
-    ``resolve_key(keyid)`` returns the node's public key or None; ``remember_nonce(keyid, nonce, until)``
-    stores the nonce until ``until`` and returns False if it was already stored. It is called last, only
-    for requests whose signature verified, so strangers cannot fill the store.
+    ``receiver`` is this node's id: the signed ``Lienthong-To`` must name it. ``resolve_key(keyid)`` returns
+    the node's public key or None; ``remember_nonce(keyid, nonce, until)`` stores the nonce until ``until``
+    and returns False if it was already stored. It is called last, only for requests whose signature
+    verified, so strangers cannot fill the store.
 
     The same as :func:`verify_request_headers` then :func:`verify_request_body`; a server should call those
     two itself, reading the body in between, so that a stranger cannot make it read (and hold) a body.
@@ -347,7 +367,9 @@ def verify_request(
     Raises an :class:`~adapters.errors.HttpSignatureError` subclass carrying ``http_status`` (401: missing,
     bad, expired or replayed signature; 400: malformed headers, body not matching its digest) and ``reason``.
     """
-    signed = verify_request_headers(method, url, headers, resolve_key=resolve_key, now=now, max_skew=max_skew)
+    signed = verify_request_headers(
+        method, url, headers, receiver=receiver, resolve_key=resolve_key, now=now, max_skew=max_skew
+    )
     return verify_request_body(signed, body, remember_nonce=remember_nonce)
 
 
@@ -372,11 +394,13 @@ def verify_request_headers(
     url: str,
     headers: HeaderInput,
     *,
+    receiver: str,
     resolve_key: Callable[[str], PublicKeyInput | None],
     now: datetime | None = None,
     max_skew: int = MAX_SKEW,
 ) -> SignedRequestHeaders:
-    """Every check of :func:`verify_request` that needs no body: the signature, by a known node, fresh.
+    """Every check of :func:`verify_request` that needs no body: the signature, by a known node, for
+    ``receiver`` (this node's id), fresh.
 
     The signature covers the ``Content-Digest`` field, not the body, so it can be checked before a byte of
     the body is read: a server that does so holds a body only for a node it knows.
@@ -387,7 +411,18 @@ def verify_request_headers(
     params = parsed.params
     keyid = required_str(params, "keyid", max_len=128)
     _check_alg(params)
+    to = joined_field(pairs, RECEIVER_HEADER)
+    if to is None:
+        raise MisaddressedRequestError(
+            "the request has no Lienthong-To header naming the node it is for: required since protocol v2 "
+            "(a node of protocol v1 must be upgraded)"
+        )
     _check_coverage(parsed, (*_REQUIRED_REQUEST, *_present(pairs)))
+    if to != receiver:
+        raise MisaddressedRequestError(
+            f"the request is for node {to[:128]!r} (Lienthong-To), not for this node {receiver!r}: "
+            "a request signed for another node is not accepted here"
+        )
     created, expires = _check_times(params, moment, max_skew, SignatureExpiredError)
     nonce = required_str(params, "nonce", max_len=128)
     if not _NONCE.match(nonce):
@@ -529,18 +564,22 @@ def verify_response(
 
 
 class NodeSigningAuth(httpx.Auth):
-    """Signs every request an ``httpx`` client sends with the node's key (replacing any earlier signature)."""
+    """Signs every request an ``httpx`` client sends with the node's key for node ``to`` (replacing any earlier
+    signature)."""
 
     requires_request_body = True
 
-    def __init__(self, key: NodeKey) -> None:
+    def __init__(self, key: NodeKey, to: str) -> None:
+        if not _NODE_ID.match(to):
+            raise ValueError(f"invalid receiving node id {to!r}")
         self.key = key
+        self.to = to  # the node every request of this client is for (Lienthong-To)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        for name in ("Signature-Input", "Signature", "Content-Digest"):
+        for name in ("Signature-Input", "Signature", "Content-Digest", "Lienthong-To"):
             request.headers.pop(name, None)
         signature = sign_request(
-            request.method, str(request.url), request.headers.multi_items(), request.content, self.key
+            request.method, str(request.url), request.headers.multi_items(), request.content, self.key, to=self.to
         )
         request.headers.update(signature)
         yield request

@@ -162,7 +162,12 @@ def node_auth(runtime: NodeRuntime) -> Callable[[Request], Awaitable[NodeCall]]:
         # is read, so a stranger cannot make this node take in (and hold) bodies up to the limit.
         try:
             signed = verify_request_headers(
-                request.method, str(request.url), list(request.headers.items()), resolve_key=runtime.public_key_of
+                request.method,
+                str(request.url),
+                list(request.headers.items()),
+                # the signed Lienthong-To must name this node: a request signed for another is not replayable here
+                receiver=runtime.settings.node_id,
+                resolve_key=runtime.public_key_of,
             )
         except HttpSignatureError as e:
             raise refused(request, e) from None

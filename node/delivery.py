@@ -57,7 +57,9 @@ class OutboxStats:
 def client_for(runtime: NodeRuntime, peer: Peer) -> AxisClient:
     if peer.url is None:
         raise ValueError(f"no URL for node {peer.node_id}")
-    return AxisClient(peer.url, runtime.node_key, peer.public_key, timeout=30.0, require_signed_errors=True)
+    return AxisClient(
+        peer.url, runtime.node_key, peer.public_key, peer_id=peer.node_id, timeout=30.0, require_signed_errors=True
+    )
 
 
 def claim_due(runtime: NodeRuntime, limit: int) -> list[int]:
@@ -821,7 +823,9 @@ class Workers:
         if upstream is None or upstream.url is None:
             publish_checkpoint(self.runtime)
             return False
-        client = PeerClient(upstream.url, self.runtime.node_key, upstream.public_key, timeout=30.0)
+        client = PeerClient(
+            upstream.url, self.runtime.node_key, upstream.public_key, peer_id=upstream.node_id, timeout=30.0
+        )
         try:
             witness_step(self.runtime, client)
         finally:

@@ -83,6 +83,7 @@ def create_app(state: AxisState) -> Starlette:
                 str(request.url),
                 request.headers.items(),
                 body,
+                receiver=state.key.node_id,
                 resolve_key=state.peers.get,
                 remember_nonce=state.nonces,
             )

@@ -12,6 +12,7 @@ from adapters.httpsig import NodeKey, sign_request
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 URL = "https://truc.example.vn/api/v1/exchange/envelopes"
+RECEIVER = "truc"  # the node id of the server at URL: the Lienthong-To the requests here are signed for
 BODY = b"<edXML>...</edXML>"
 
 
@@ -29,9 +30,15 @@ class NonceStore:
 
 
 def signed(
-    key: NodeKey, method: str = "POST", url: str = URL, body: bytes = BODY, now: datetime = NOW, **kw: str
+    key: NodeKey,
+    method: str = "POST",
+    url: str = URL,
+    body: bytes = BODY,
+    now: datetime = NOW,
+    to: str = RECEIVER,
+    **kw: str,
 ) -> dict[str, str]:
-    return {"Content-Type": "application/xml", **sign_request(method, url, None, body, key, now=now, **kw)}
+    return {"Content-Type": "application/xml", **sign_request(method, url, None, body, key, to=to, now=now, **kw)}
 
 
 def crafted(
@@ -40,7 +47,8 @@ def crafted(
     method: str = "POST",
     url: str = URL,
     body: bytes | None = BODY,
-    components: Sequence[str] = ("@method", "@path", "@query", "content-digest"),
+    components: Sequence[str] = ("@method", "@path", "@query", "content-digest", "lienthong-to"),
+    to: str | None = RECEIVER,
     created: datetime = NOW,
     expires: datetime | None = None,
     nonce: str | None = "bm9uY2Utbm9uY2Utbm9uY2U",
@@ -48,9 +56,14 @@ def crafted(
     include_alg: bool = True,
     label: str = "lienthong",
     keyid: str | None = None,
+    fields: Sequence[tuple[str, str]] = (),
 ) -> dict[str, str]:
-    """A signature made with the library directly, free of our signer's policy (for attacks)."""
-    headers = Headers()
+    """A signature made with the library directly, free of our signer's policy (for attacks).
+
+    ``to`` is the Lienthong-To header sent (None: none, as a protocol v1 node sends), whether covered or not;
+    ``fields`` are other header fields in the message (returned too), to be covered by naming them in ``components``.
+    """
+    headers = Headers([*([("Lienthong-To", to)] if to is not None else []), *fields])
     keyid = keyid or key.node_id
     resolver = MappingKeyResolver(public_keys={}, private_keys={keyid: key.private_key})
     signer = HTTPMessageSigner(signature_algorithm=algorithm, key_resolver=resolver)

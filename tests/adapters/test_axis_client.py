@@ -37,6 +37,7 @@ class Axis:
     state: AxisState
 
     def client(self, key: NodeKey = SENDER, **kw: object) -> AxisClient:
+        kw.setdefault("peer_id", AXIS.node_id)
         return AxisClient(self.url, key, AXIS.public_key_bytes, timeout=5.0, **kw)  # type: ignore[arg-type]
 
 
@@ -131,7 +132,9 @@ def test_a_refusal_elicited_with_a_copied_signature_is_not_final(axis: Axis) -> 
         return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
 
     transport = httpx.MockTransport(man_in_the_middle)
-    client = AxisClient(axis.url, SENDER, AXIS.public_key_bytes, transport=transport, require_signed_errors=True)
+    client = AxisClient(
+        axis.url, SENDER, AXIS.public_key_bytes, peer_id=AXIS.node_id, transport=transport, require_signed_errors=True
+    )
     with client, pytest.raises(ResponseSignatureError) as info:
         client.send_envelope(ENVELOPE, MID)
     assert info.value.status == 400
@@ -148,14 +151,17 @@ def test_fetch_unknown_delivery_is_404(axis: Axis) -> None:
 def test_connection_refused_is_retryable() -> None:
     from tests.adapters.fake_axis import free_port
 
-    client = AxisClient(f"http://127.0.0.1:{free_port()}", SENDER, AXIS.public_key, timeout=2.0)
+    client = AxisClient(f"http://127.0.0.1:{free_port()}", SENDER, AXIS.public_key, peer_id=AXIS.node_id, timeout=2.0)
     with client, pytest.raises(RetryableDeliveryError) as info:
         client.send_envelope(ENVELOPE, MID)
     assert info.value.status is None
 
 
 def mock(handler: Callable[[httpx.Request], httpx.Response], **kw: object) -> AxisClient:
-    return AxisClient("http://axis.test", SENDER, AXIS.public_key_bytes, transport=httpx.MockTransport(handler), **kw)  # type: ignore[arg-type]
+    transport = httpx.MockTransport(handler)
+    return AxisClient(
+        "http://axis.test", SENDER, AXIS.public_key_bytes, peer_id=AXIS.node_id, transport=transport, **kw
+    )  # type: ignore[arg-type]
 
 
 def signed_answer(
@@ -258,7 +264,9 @@ def test_fetched_bytes_must_match_the_listing(axis: Axis) -> None:
         with pytest.raises(ResponseSignatureError, match="inbox listed"):
             recipient.fetch(item.delivery_id)
         with pytest.raises(ResponseSignatureError):
-            AxisClient(axis.url, RECIPIENT, AXIS.public_key).fetch(item.delivery_id, expected=item)
+            AxisClient(axis.url, RECIPIENT, AXIS.public_key, peer_id=AXIS.node_id).fetch(
+                item.delivery_id, expected=item
+            )
 
 
 def test_oversized_answer_is_refused() -> None:
@@ -274,9 +282,11 @@ def raw_post(axis: Axis, headers: dict[str, str], body: bytes = ENVELOPE, path: 
     return httpx.post(axis.url + EXCHANGE + path, headers=headers, content=body)
 
 
-def signed_headers(key: NodeKey, axis: Axis, body: bytes = ENVELOPE, path: str = "/envelopes") -> dict[str, str]:
+def signed_headers(
+    key: NodeKey, axis: Axis, body: bytes = ENVELOPE, path: str = "/envelopes", to: str = AXIS.node_id
+) -> dict[str, str]:
     headers = {"Content-Type": "application/xml", "Lienthong-Message-Id": hashlib.sha256(body).hexdigest()}
-    headers.update(sign_request("POST", axis.url + EXCHANGE + path, headers, body, key))
+    headers.update(sign_request("POST", axis.url + EXCHANGE + path, headers, body, key, to=to))
     return headers
 
 
@@ -299,6 +309,55 @@ def test_attack_replayed_request(axis: Axis) -> None:
     r = raw_post(axis, headers)
     assert r.status_code == 401
     assert "replayed" in r.json()["detail"]
+
+
+def test_attack_request_signed_for_another_node_is_refused(axis: Axis) -> None:
+    """A request the sender signed for another node (say its other axis, which a node that received it
+    resends here within the window: the nonce is fresh here) is refused 401, naming the header."""
+    headers = signed_headers(SENDER, axis, to="truc-tw")
+    r = raw_post(axis, headers)
+    assert r.status_code == 401, r.text
+    assert r.json()["type"] == "urn:lienthong:problem:unauthenticated"
+    assert "Lienthong-To" in r.json()["detail"] and "'truc-tw'" in r.json()["detail"]
+    assert not axis.state.envelopes
+    assert not axis.state.nonces.seen  # nothing spent: the honest request to truc-tinh is not affected
+    forged = dict(headers, **{"Lienthong-To": AXIS.node_id})  # and re-addressing it breaks the signature
+    assert raw_post(axis, forged).status_code == 401
+    assert not axis.state.envelopes
+
+
+def test_attack_request_without_receiver_is_refused(axis: Axis) -> None:
+    """What a node of protocol v1 sends: signed, fresh, no Lienthong-To: refused 401 naming the header."""
+    from datetime import UTC, datetime
+
+    url = axis.url + EXCHANGE + "/envelopes"
+    v1 = crafted(
+        SENDER,
+        url=url,
+        body=ENVELOPE,
+        created=datetime.now(UTC),
+        components=("@method", "@path", "@query", "content-digest"),
+        to=None,
+    )
+    r = raw_post(axis, {"Content-Type": "application/xml", **v1})
+    assert r.status_code == 401, r.text
+    assert "no Lienthong-To header" in r.json()["detail"]
+    assert not axis.state.envelopes
+
+
+def test_client_for_another_node_is_refused(axis: Axis) -> None:
+    """A client configured with the wrong peer id gets the axis's (unbound) 401: never taken as final when it
+    requires signed errors, as a node's workers do."""
+    with (
+        axis.client(peer_id="truc-tw", require_signed_errors=True) as client,
+        pytest.raises(ResponseSignatureError) as info,
+    ):
+        client.send_envelope(ENVELOPE, MID)
+    assert info.value.status == 401
+    with axis.client(peer_id="truc-tw") as client, pytest.raises(PermanentDeliveryError) as refused:
+        client.send_envelope(ENVELOPE, MID)
+    assert refused.value.status == 401 and "Lienthong-To" in str(refused.value)
+    assert not axis.state.envelopes
 
 
 def test_attack_tampered_body_and_path(axis: Axis) -> None:

@@ -22,6 +22,7 @@ from adapters.errors import (
     ContentDigestMismatchError,
     HttpSignatureError,
     MalformedSignatureError,
+    MisaddressedRequestError,
     ReplayedRequestError,
     ResponseSignatureError,
     SignatureExpiredError,
@@ -38,7 +39,7 @@ from adapters.httpsig import (
     verify_request,
     verify_response,
 )
-from tests.adapters.sigtools import BODY, NOW, URL, ClaimsRsa, NonceStore, crafted, signed
+from tests.adapters.sigtools import BODY, NOW, RECEIVER, URL, ClaimsRsa, NonceStore, crafted, signed
 
 # RFC 9421 Appendix B.1.4, test-key-ed25519.
 RFC_ED25519_PRIVATE = b"""-----BEGIN PRIVATE KEY-----
@@ -95,6 +96,7 @@ def check(
         url,
         headers,
         body,
+        receiver=kw.pop("receiver", RECEIVER),
         resolve_key=keys.get,
         remember_nonce=nonces,
         now=kw.pop("now", NOW + timedelta(seconds=2)),
@@ -155,9 +157,10 @@ def test_rfc9530_content_digest_vector() -> None:
 
 def test_signed_request_verifies_and_spends_its_nonce(key: NodeKey, nonces: NonceStore) -> None:
     headers = signed(key)
-    assert set(headers) == {"Content-Type", "Content-Digest", "Signature-Input", "Signature"}
+    assert set(headers) == {"Content-Type", "Lienthong-To", "Content-Digest", "Signature-Input", "Signature"}
+    assert headers["Lienthong-To"] == RECEIVER
     sig_input = headers["Signature-Input"]
-    assert sig_input.startswith('lienthong=("@method" "@path" "@query" "content-digest");created=')
+    assert sig_input.startswith('lienthong=("@method" "@path" "@query" "content-digest" "lienthong-to");created=')
     assert 'keyid="so-noi-vu-hn"' in sig_input and 'alg="ed25519"' in sig_input
     assert f"expires={int(NOW.timestamp()) + 60}" in sig_input
     verified = check(key, nonces, headers)
@@ -185,7 +188,14 @@ def test_header_names_are_case_insensitive_and_lists_of_lines_are_accepted(key: 
     lines = [(k.lower(), v) for k, v in signed(key).items()]
     assert (
         verify_request(
-            "post", URL, lines, BODY, resolve_key={key.node_id: key.public_key}.get, remember_nonce=nonces, now=NOW
+            "post",
+            URL,
+            lines,
+            BODY,
+            receiver=RECEIVER,
+            resolve_key={key.node_id: key.public_key}.get,
+            remember_nonce=nonces,
+            now=NOW,
         ).keyid
         == key.node_id
     )
@@ -292,7 +302,14 @@ def test_duplicate_and_extra_labels(key: NodeKey, nonces: NonceStore) -> None:
     lines = [*headers.items(), ("Signature-Input", other)]
     with pytest.raises(MalformedSignatureError):
         verify_request(
-            "POST", URL, lines, BODY, resolve_key={key.node_id: key.public_key}.get, remember_nonce=nonces, now=NOW
+            "POST",
+            URL,
+            lines,
+            BODY,
+            receiver=RECEIVER,
+            resolve_key={key.node_id: key.public_key}.get,
+            remember_nonce=nonces,
+            now=NOW,
         )
     extra = crafted(key, label="proxy")
     two = dict(
@@ -411,13 +428,14 @@ def test_httpx_auth_signs_every_request(key: NodeKey) -> None:
                 str(request.url),
                 request.headers.multi_items(),
                 request.content,
+                receiver="truc-tinh",
                 resolve_key={key.node_id: key.public_key_bytes}.get,
                 remember_nonce=nonces,
             )
         )
         return httpx.Response(204)
 
-    with httpx.Client(transport=httpx.MockTransport(handler), auth=NodeSigningAuth(key)) as client:
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=NodeSigningAuth(key, "truc-tinh")) as client:
         client.post("http://axis/api/v1/exchange/envelopes", content=BODY)
         client.get("http://axis/api/v1/exchange/inbox", params={"limit": 50})
     assert [v.keyid for v in seen] == [key.node_id, key.node_id]
@@ -431,7 +449,7 @@ MID = "ab" * 32
 
 def test_message_id_header_is_signed_when_present(key: NodeKey, nonces: NonceStore) -> None:
     headers = {"Lienthong-Message-Id": MID}
-    headers.update(sign_request("POST", URL, headers, BODY, key, now=NOW))
+    headers.update(sign_request("POST", URL, headers, BODY, key, to=RECEIVER, now=NOW))
     assert '"lienthong-message-id"' in headers["Signature-Input"]
     check(key, nonces, headers)
     refused(SignatureInvalidError, 401, key, nonces, dict(headers, **{"Lienthong-Message-Id": "cd" * 32}))
@@ -458,3 +476,60 @@ def test_response_message_id_is_signed(key: NodeKey) -> None:
             request_headers=request_headers,
             now=NOW,
         )
+
+
+# -- the receiving node: Lienthong-To --------------------------------------------------------------------------
+
+
+def test_request_signed_for_one_node_is_refused_by_another(key: NodeKey, nonces: NonceStore) -> None:
+    """The host is not signed: without a signed receiver, node B (which knows the signer and has not seen the
+    nonce) would accept a request signed for node A and replayed to it."""
+    headers = signed(key, to="truc-tinh")
+    check(key, nonces, headers, receiver="truc-tinh")
+    e = refused(MisaddressedRequestError, 401, key, NonceStore(), headers, receiver="truc-tw")
+    assert "Lienthong-To" in e.reason and "'truc-tinh'" in e.reason and "'truc-tw'" in e.reason
+    assert e.code == "misaddressed"
+
+
+def test_receiver_header_changed_after_signing_is_refused(key: NodeKey, nonces: NonceStore) -> None:
+    headers = dict(signed(key, to="truc-tinh"), **{"Lienthong-To": "truc-tw"})
+    e = refused(SignatureInvalidError, 401, key, nonces, headers, receiver="truc-tw")
+    assert "does not verify" in e.reason
+    assert not nonces.seen
+
+
+def test_request_without_receiver_is_refused_naming_the_header(key: NodeKey, nonces: NonceStore) -> None:
+    """What a protocol v1 node sends: a valid signature over the four v1 components and no Lienthong-To."""
+    v1 = crafted(key, components=("@method", "@path", "@query", "content-digest"), to=None)
+    e = refused(MisaddressedRequestError, 401, key, nonces, v1)
+    assert "no Lienthong-To header" in e.reason and "protocol v2" in e.reason
+    assert not nonces.seen
+
+
+def test_receiver_header_present_but_not_signed_is_refused(key: NodeKey, nonces: NonceStore) -> None:
+    headers = crafted(key, components=("@method", "@path", "@query", "content-digest"))  # sent, not covered
+    e = refused(SignatureInvalidError, 401, key, nonces, headers)
+    assert "lienthong-to" in e.reason
+
+
+def test_signer_refuses_an_invalid_or_contradicting_receiver(key: NodeKey) -> None:
+    with pytest.raises(ValueError, match="receiving node id"):
+        sign_request("POST", URL, None, BODY, key, to='a"b')
+    with pytest.raises(ValueError, match="already names"):
+        sign_request("POST", URL, {"Lienthong-To": "truc-tw"}, BODY, key, to="truc-tinh")
+    with pytest.raises(ValueError, match="receiving node id"):
+        NodeSigningAuth(key, "")
+
+
+def test_answer_is_bound_to_the_receiver_through_the_request_signature(key: NodeKey) -> None:
+    """An answer is bound to the request's signature, which covers Lienthong-To: an answer to a request for
+    one node does not verify as the answer to the same request made for another."""
+    axis = NodeKey.generate("truc-tinh")
+    for_axis = signed(key, to="truc-tinh", nonce="the-same-nonce-123456")
+    for_other = signed(key, to="truc-tw", nonce="the-same-nonce-123456")
+    body = b"{}"
+    answer = {"Content-Type": "application/json"}
+    answer.update(sign_response(200, answer, body, axis, request_headers=for_axis, now=NOW))
+    verify_response(200, answer, body, public_key=axis.public_key, request_headers=for_axis, now=NOW)
+    with pytest.raises(ResponseSignatureError):
+        verify_response(200, answer, body, public_key=axis.public_key, request_headers=for_other, now=NOW)

@@ -28,8 +28,10 @@ def test_worked_example_request_and_answer() -> None:
     axis = NodeKey.from_pem(RFC_ED25519_PRIVATE, "truc-tinh")
     assert sender.public_key_b64 in DOC
     request = {"Content-Type": "application/xml", "Lienthong-Message-Id": _doc_header("Lienthong-Message-Id", "POST /")}
-    request.update(sign_request("POST", URL, request, BODY, sender, now=NOW, nonce="k2Lq1mV0cYbE3nq8Rr7tXw"))
-    for name in ("Content-Digest", "Signature-Input", "Signature"):
+    request.update(
+        sign_request("POST", URL, request, BODY, sender, to="truc-tinh", now=NOW, nonce="k2Lq1mV0cYbE3nq8Rr7tXw")
+    )
+    for name in ("Lienthong-To", "Content-Digest", "Signature-Input", "Signature"):
         assert request[name] == _doc_header(name, "POST /api/v1/exchange/envelopes HTTP/1.1"), name
     assert BODY.decode() in DOC and f"{len(BODY)}-byte" in DOC
     verify_request(
@@ -37,6 +39,7 @@ def test_worked_example_request_and_answer() -> None:
         URL,
         request,
         BODY,
+        receiver="truc-tinh",
         resolve_key={"so-noi-vu-hn": sender.public_key}.get,
         remember_nonce=NonceStore(),
         now=NOW,
@@ -48,3 +51,14 @@ def test_worked_example_request_and_answer() -> None:
     for name in ("Content-Digest", "Signature-Input", "Signature"):
         assert answer[name] == _doc_header(name, "HTTP/1.1 202 Accepted"), name
     verify_response(202, answer, answer_body, public_key=axis.public_key, request_headers=request, now=NOW)
+
+
+def test_worked_example_signature_base_is_the_one_signed() -> None:
+    """The signature base the doc shows (with the signed Lienthong-To) is exactly what the Signature signs."""
+    import base64
+
+    base = DOC.split("no trailing newline:\n\n```\n", 1)[1].split("\n```", 1)[0]
+    assert '"lienthong-to": truc-tinh' in base
+    signature = _doc_header("Signature", "POST /api/v1/exchange/envelopes HTTP/1.1").removeprefix("lienthong=:")
+    sender = NodeKey.from_pem(RFC_ED25519_PRIVATE, "so-noi-vu-hn")
+    sender.public_key.verify(base64.b64decode(signature.removesuffix(":")), base.encode())

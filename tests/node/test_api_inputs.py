@@ -235,7 +235,7 @@ def _signed_as_axis(api: Api, method: str, url: str, body: bytes = b"") -> dict[
 
     axis = AXES[0].node_id
     key = NodeKey.load(api.runtime.settings.config_dir.parent / axis / "node-key.pem", axis)
-    return sign_request(method, url, {}, body, key)
+    return sign_request(method, url, {}, body, key, to=api.runtime.settings.node_id)
 
 
 def test_one_node_cannot_hold_more_than_a_few_inbox_long_polls_open(api: Api) -> None:

@@ -671,7 +671,9 @@ def test_a_lost_cosignature_is_recovered_over_http_as_a_conflict_not_judged_a_fo
         assert upstream is not None
         with TestClient(create_app(axis, start_workers=False)) as http:
             transport = httpx.MockTransport(lambda request: http.send(request))
-            peer = PeerClient("http://testserver", node.node_key, upstream.public_key, transport=transport)
+            peer = PeerClient(
+                "http://testserver", node.node_key, upstream.public_key, peer_id=upstream.node_id, transport=transport
+            )
             witness_step(node, peer)
             first = latest_cosigned(node)
             assert first is not None

@@ -67,7 +67,7 @@ def post(
 ) -> httpx.Response:
     url = exchange.network.node("truc-tinh").url + ENVELOPES
     headers = {"content-type": "application/xml", "lienthong-message-id": message_id or envelope_message_id(body)}
-    headers |= sign_request("POST", url, headers, body, key or node_key(exchange, node))
+    headers |= sign_request("POST", url, headers, body, key or node_key(exchange, node), to="truc-tinh")
     return httpx.post(url, content=body, headers=headers, timeout=30)
 
 
@@ -119,7 +119,7 @@ def test_replayed_request_is_401(exchange: Exchange, axis_db: NodeRuntime) -> No
     body = signed_envelope(exchange, "304")
     url = exchange.network.node("truc-tinh").url + ENVELOPES
     headers = {"content-type": "application/xml", "lienthong-message-id": envelope_message_id(body)}
-    headers |= sign_request("POST", url, headers, body, node_key(exchange, "so-tai-chinh"))
+    headers |= sign_request("POST", url, headers, body, node_key(exchange, "so-tai-chinh"), to="truc-tinh")
     first = httpx.post(url, content=body, headers=headers)
     assert first.status_code == 202, first.text
     again = problem(httpx.post(url, content=body, headers=headers), 401)
@@ -230,7 +230,7 @@ def test_a_token_used_beyond_its_role_is_403(exchange: Exchange) -> None:
 def test_another_nodes_delivery_cannot_be_fetched(exchange: Exchange) -> None:
     # the ministry's node asks the provincial axis for an inbox: it is not registered there
     url = exchange.network.node("truc-tinh").url + "/api/v1/exchange/inbox"
-    headers = sign_request("GET", url, {}, b"", node_key(exchange, "bo-tai-chinh"))
+    headers = sign_request("GET", url, {}, b"", node_key(exchange, "bo-tai-chinh"), to="truc-tinh")
     problem(httpx.get(url, headers=headers), 401)
 
 
@@ -256,7 +256,7 @@ def test_a_refusal_is_bound_only_to_a_request_that_was_accepted(exchange: Exchan
     body = signed_envelope(exchange, "310")
     url = exchange.network.node("truc-tinh").url + ENVELOPES
     headers = {"content-type": "application/xml", "lienthong-message-id": envelope_message_id(body)}
-    headers |= sign_request("POST", url, headers, body, node_key(exchange, "so-tai-chinh"))
+    headers |= sign_request("POST", url, headers, body, node_key(exchange, "so-tai-chinh"), to="truc-tinh")
 
     def bound(r: httpx.Response) -> bool:
         try:
@@ -299,3 +299,62 @@ def test_a_stranger_cannot_make_the_axis_wait_for_a_body(exchange: Exchange) -> 
         except TimeoutError:
             answer = b""
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+
+
+def test_a_request_signed_for_one_node_is_refused_by_another(exchange: Exchange) -> None:
+    """The host is not signed and each node keeps its own nonces: a request the provincial axis signed for its
+    parent, resent by whoever got it to a node below it that knows the axis's key, must not be good there.
+    It is refused 401 naming Lienthong-To, spends nothing, and the same request is still good where it was
+    meant to go."""
+    body = signed_envelope(exchange, "311")
+    headers = {"content-type": "application/xml", "lienthong-message-id": envelope_message_id(body)}
+    signed = sign_request(
+        "POST",
+        exchange.network.node("truc-tw").url + ENVELOPES,
+        headers,
+        body,
+        node_key(exchange, "truc-tinh"),
+        to="truc-tw",
+    )
+    headers |= signed
+    elsewhere = exchange.network.node("so-tai-chinh").url + ENVELOPES  # it takes pushes from truc-tinh
+    refused = problem(httpx.post(elsewhere, content=body, headers=headers, timeout=30), 401)
+    assert refused["type"] == "urn:lienthong:problem:unauthenticated"
+    assert "Lienthong-To" in str(refused["detail"]) and "'truc-tw'" in str(refused["detail"])
+    assert "'so-tai-chinh'" in str(refused["detail"])
+    assert logged(exchange, "so-tai-chinh", "for node 'truc-tw' (Lienthong-To)")
+    # re-addressed to the node it is sent to, the signature no longer verifies
+    readdressed = {k: v for k, v in headers.items() if k.lower() != "lienthong-to"} | {"Lienthong-To": "so-tai-chinh"}
+    assert "does not verify" in str(problem(httpx.post(elsewhere, content=body, headers=readdressed), 401)["detail"])
+    # and where it was meant to go, it is accepted
+    meant = httpx.post(exchange.network.node("truc-tw").url + ENVELOPES, content=body, headers=headers, timeout=30)
+    assert meant.status_code in (200, 202), meant.text
+
+
+def test_a_request_without_lienthong_to_is_refused(exchange: Exchange, axis_db: NodeRuntime) -> None:
+    """What a node of protocol v1 sends (signed, fresh, its message id covered, no Lienthong-To): refused 401
+    with a reason naming the missing header and the protocol version, audited, nothing stored."""
+    import secrets
+    from datetime import UTC, datetime
+
+    from tests.adapters.sigtools import crafted
+
+    body = signed_envelope(exchange, "312")
+    url = exchange.network.node("truc-tinh").url + ENVELOPES
+    message_id = envelope_message_id(body)
+    v1 = crafted(
+        node_key(exchange, "so-tai-chinh"),
+        url=url,
+        body=body,
+        created=datetime.now(UTC),
+        nonce=secrets.token_urlsafe(16),
+        to=None,
+        fields=[("Lienthong-Message-Id", message_id)],
+        components=("@method", "@path", "@query", "content-digest", "lienthong-message-id"),
+    )
+    assert "Lienthong-To" not in v1 and "lienthong-to" not in v1["Signature-Input"]
+    r = httpx.post(url, content=body, headers={"content-type": "application/xml", **v1}, timeout=30)
+    detail = str(problem(r, 401)["detail"])
+    assert "no Lienthong-To header" in detail and "protocol v2" in detail
+    assert stored_count(axis_db, body) == 0
+    assert logged(exchange, "truc-tinh", "no Lienthong-To header")

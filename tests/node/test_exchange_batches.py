@@ -49,7 +49,8 @@ class Axis:
 
     def client(self, node_id: str) -> AxisClient:
         key = NodeKey.load(self.network.directory / node_id / "node-key.pem", node_id)
-        return AxisClient(self.url, key, self.runtime.node_key.public_key, require_signed_errors=True)
+        axis_id = self.runtime.settings.node_id
+        return AxisClient(self.url, key, self.runtime.node_key.public_key, peer_id=axis_id, require_signed_errors=True)
 
     def envelope(self, number: str, *, sender: Organization = SENDER, tamper: bool = False) -> tuple[bytes, str]:
         key = self.pki.signing_key(self.pki.organ(sender.organ_id).organisation.label)
@@ -190,7 +191,7 @@ def test_an_empty_or_malformed_batch_is_refused_and_a_bad_item_alone(axis: Axis)
 
     def post(body: bytes) -> httpx.Response:
         headers = {"content-type": "application/json"}
-        headers |= sign_request("POST", url, headers, body, key)
+        headers |= sign_request("POST", url, headers, body, key, to=axis.runtime.settings.node_id)
         return httpx.post(url, content=body, headers=headers)
 
     for body in (b'{"envelopes": []}', b'{"envelopes": [{"message_id": "x"}]}', b"not json"):

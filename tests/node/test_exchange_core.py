@@ -956,7 +956,7 @@ def axis_client(axis: NodeRuntime, http: object, caller: NodeRuntime) -> object:
     peer = caller.upstream
     assert peer is not None and peer.node_id == axis.settings.node_id
     transport = httpx.MockTransport(lambda request: http.send(request))  # type: ignore[attr-defined]
-    return AxisClient("http://testserver", caller.node_key, peer.public_key, transport=transport)
+    return AxisClient("http://testserver", caller.node_key, peer.public_key, peer_id=peer.node_id, transport=transport)
 
 
 def test_the_axis_tells_the_sender_and_only_the_sender_what_became_of_its_message(nodes: Nodes) -> None:

@@ -198,7 +198,7 @@ def test_the_axis_witnesses_each_node_and_refuses_a_rewritten_history(exchange: 
     url = exchange.network.node("truc-tinh").url + "/api/v1/exchange/witness"
     body = json.dumps({"checkpoint": forged, "proof": []}).encode()
     headers = {"content-type": "application/json"}
-    headers |= sign_request("POST", url, headers, body, key)
+    headers |= sign_request("POST", url, headers, body, key, to="truc-tinh")
     r = httpx.post(url, content=body, headers=headers)
     assert r.status_code == 409, r.text
     assert r.json()["type"] == "urn:lienthong:problem:fork"
@@ -269,7 +269,8 @@ def test_an_axis_may_push_documents_and_recalls_to_the_agency_that_received_them
         recall_id = recall.json()["message_id"]
         recall_bytes = dept.http.get(f"/api/v1/messages/{recall_id}/raw").content
 
-        with AxisClient(url, axis.node_key, axis.peer("bo-tai-chinh").public_key) as push:
+        ministry_key = axis.peer("bo-tai-chinh").public_key
+        with AxisClient(url, axis.node_key, ministry_key, peer_id="bo-tai-chinh") as push:
             again = push.send_envelope(
                 dept.http.get(f"/api/v1/messages/{document_message}/raw").content, document_message
             )
@@ -281,7 +282,7 @@ def test_an_axis_may_push_documents_and_recalls_to_the_agency_that_received_them
         recalls = [h for h in ministry.statuses(doc) if h["code"] == "13"]
         assert len(recalls) == 1, "pushed and pulled, stored once"
 
-        with AxisClient(url, stranger.node_key, axis.peer("bo-tai-chinh").public_key) as intruder:
+        with AxisClient(url, stranger.node_key, ministry_key, peer_id="bo-tai-chinh") as intruder:
             with pytest.raises(PermanentDeliveryError) as refused:
                 intruder.send_envelope(recall_bytes, recall_id)
             assert refused.value.status == 401  # the ministry's node knows one peer: its axis

@@ -153,7 +153,7 @@ def test_duplicate_and_out_of_order_deliveries_are_stored_once(network: RunningN
     url = network.network.node("truc").url + "/api/v1/exchange/envelopes"
     for _ in range(3):  # the older envelope again, after the newer one, three times
         headers = {"content-type": "application/xml", "lienthong-message-id": str(first["message_id"])}
-        headers |= sign_request("POST", url, headers, data, node_key)
+        headers |= sign_request("POST", url, headers, data, node_key, to="truc")
         r = httpx.post(url, content=data, headers=headers, timeout=30)
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "duplicate"
