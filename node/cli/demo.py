@@ -103,8 +103,31 @@ def wait_for(what: str, check: Any, timeout: float = WAIT) -> Any:
         time.sleep(0.1)
 
 
+DEMO_MARKER = ".lienthong-demo"
+
+
+def fresh_workdir(workdir: Path) -> None:
+    """Empty ``workdir`` for a new run: the previous demo's network (its databases hold the old tokens and
+    messages) is removed, but a directory the demo did not write is never touched."""
+    import shutil
+
+    if workdir.is_dir() and any(workdir.iterdir()):
+        node_ids = [NATIONAL.node_id, PROVINCIAL.node_id, *(a.node_id for a in AGENCIES)]
+        ours = (workdir / DEMO_MARKER).is_file() or (  # or written by a demo before the marker existed
+            (workdir / "pki").is_dir() and all((workdir / n / "node.yaml").is_file() for n in node_ids)
+        )
+        if not ours:
+            raise typer.BadParameter(
+                f"{workdir} holds files the demo did not write; give --workdir a new or empty directory",
+                param_hint="--workdir",
+            )
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / DEMO_MARKER).write_text("written by `lienthong demo`: the next run removes this directory\n")
+
+
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the demo writes its network (configs, keys, data).")] = Path(
+    workdir: Annotated[Path, typer.Option(help="Where the demo writes its network (configs, keys, data); a previous demo's is replaced.")] = Path(
         "var/demo"
     ),
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of results.")] = False,
@@ -122,7 +145,7 @@ def demo(
         console.print(f"[bold cyan]{time.perf_counter() - started:6.2f}s[/] {text}", highlight=False)
 
     console.rule("[bold]Liên thông demo: signed reports over the document-exchange axis")
-    workdir.mkdir(parents=True, exist_ok=True)
+    fresh_workdir(workdir)
     sent = delivered = verified = 0
     statuses: list[dict[str, Any]] = []
     with serve_dev_pki(workdir / "pki", port=0) as responders:

@@ -189,3 +189,28 @@ def test_demo_runs_as_an_installed_command(tmp_path: Path) -> None:
     assert "Bộ Tài chính" in result.stderr
     assert "HỢP LỆ / VALID" in result.stderr  # the ministry's verification report is shown
     assert (tmp_path / "truc-quoc-gia" / "node.yaml").is_file()
+    # as the README has it: `make demo`, then `lienthong demo --json` in the same place (its databases held
+    # the first run's admin tokens: 'a token named admin exists already')
+    rerun = [str(exe), "demo", "--json", "--workdir", str(tmp_path)]
+    again = subprocess.run(rerun, capture_output=True, text=True, timeout=240, check=False)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.strip().splitlines()[-1])["sent"] == 3
+
+
+def test_the_demo_replaces_only_a_directory_it_wrote(tmp_path: Path) -> None:
+    import typer
+
+    from node.cli.demo import DEMO_MARKER, fresh_workdir
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.pdf").write_bytes(b"%PDF-1.7 years of work")
+    with pytest.raises(typer.BadParameter, match="did not write"):
+        fresh_workdir(foreign)
+    assert (foreign / "thesis.pdf").read_bytes() == b"%PDF-1.7 years of work"
+    previous = tmp_path / "demo"
+    fresh_workdir(previous)
+    (previous / "truc-quoc-gia").mkdir()
+    (previous / "truc-quoc-gia" / "node.db").write_bytes(b"old run")
+    fresh_workdir(previous)
+    assert sorted(p.name for p in previous.iterdir()) == [DEMO_MARKER]
