@@ -630,20 +630,14 @@ def ask_about_unanswered(runtime: NodeRuntime, clients: dict[str, AxisClient], n
         if not ids:
             return 0
         claimed = _claim_fates(s, ids, due, now)
-        copies: dict[str, _Asked] = {}
-        for outbox, envelope in s.execute(
-            select(OutboxRow, EnvelopeRow)
-            .join(EnvelopeRow, EnvelopeRow.id == OutboxRow.envelope_id)
-            .where(OutboxRow.id.in_(claimed))
-        ).all():
-            unanswered = set(envelope.recipients)
+
+        def unanswered(envelope: EnvelopeRow) -> set[str]:
+            waiting = set(envelope.recipients)
             if envelope.kind == "document":
-                unanswered -= answered_by(s, envelope.document_id, envelope.sender)
-            too_old = outbox.done_at is not None and outbox.done_at < horizon
-            if not unanswered or too_old:
-                outbox.fate_settled_at = now  # everyone answered, or nothing more can change: not asked again
-                continue
-            copies[envelope.message_id] = _Asked(outbox.id, unanswered, list(outbox.fate or []))
+                waiting -= answered_by(s, envelope.document_id, envelope.sender)
+            return waiting
+
+        copies = _to_ask(s, claimed, unanswered, horizon, now)
     return _ask(runtime, clients, upstream, copies, now, alert=True)
 
 
@@ -682,20 +676,35 @@ def ask_parent_about_forwards(runtime: NodeRuntime, clients: dict[str, AxisClien
         if not ids:
             return 0
         claimed = _claim_fates(s, ids, due, now)
-        copies: dict[str, _Asked] = {}
-        for outbox, envelope in s.execute(
-            select(OutboxRow, EnvelopeRow)
-            .join(EnvelopeRow, EnvelopeRow.id == OutboxRow.envelope_id)
-            .where(OutboxRow.id.in_(claimed), EnvelopeRow.direction == "transit")
-        ).all():
-            here = set(s.scalars(select(DeliveryRow.recipient).where(DeliveryRow.envelope_id == envelope.id)).all())
-            forwarded = set(envelope.recipients) - here
-            too_old = outbox.done_at is not None and outbox.done_at < horizon
-            if not forwarded or too_old:
-                outbox.fate_settled_at = now
-                continue
-            copies[envelope.message_id] = _Asked(outbox.id, forwarded, list(outbox.fate or []))
+
+        def forwarded(envelope: EnvelopeRow) -> set[str]:
+            if envelope.direction != "transit":
+                return set()
+            here = s.scalars(select(DeliveryRow.recipient).where(DeliveryRow.envelope_id == envelope.id)).all()
+            return set(envelope.recipients) - set(here)
+
+        copies = _to_ask(s, claimed, forwarded, horizon, now)
     return _ask(runtime, clients, upstream, copies, now, alert=False)
+
+
+def _to_ask(
+    s: Session, claimed: list[int], waiting_for: Callable[[EnvelopeRow], set[str]], horizon: datetime, now: datetime
+) -> dict[str, _Asked]:
+    """The claimed copies worth a question, by message id, with the recipients still ``waiting_for``; the others
+    are settled (nobody left to wait for, or older than ``horizon``: nothing more can change) and not asked again."""
+    copies: dict[str, _Asked] = {}
+    for outbox, envelope in s.execute(
+        select(OutboxRow, EnvelopeRow)
+        .join(EnvelopeRow, EnvelopeRow.id == OutboxRow.envelope_id)
+        .where(OutboxRow.id.in_(claimed))
+    ).all():
+        waiting = waiting_for(envelope)
+        too_old = outbox.done_at is not None and outbox.done_at < horizon
+        if not waiting or too_old:
+            outbox.fate_settled_at = now
+            continue
+        copies[envelope.message_id] = _Asked(outbox.id, waiting, list(outbox.fate or []))
+    return copies
 
 
 @dataclass(frozen=True)
