@@ -124,8 +124,17 @@ def _index(
 
 
 def store_evidence(runtime: NodeRuntime) -> tuple[str, ...]:
-    """The revocation data this node's trust store holds now, kept as objects (content-addressed: once each)."""
-    snapshot = runtime.trust.revocation_snapshot()
+    """The revocation data this node's trust store holds now, kept as objects (content-addressed: once each).
+
+    Both what the store remembers (the envelope's signer, the TSAs) and what its fetchers fetched in this
+    thread (pyHanko fetches a PDF signer's OCSP response and CRLs itself): without the latter a PDF signature
+    whose signer is not the envelope's could not be re-verified as of its receipt, offline.
+    """
+    remembered, fetched = runtime.trust.revocation_snapshot(), runtime.trust.fetched_revocation()
+    snapshot = (
+        tuple(dict.fromkeys((*remembered[0], *fetched[0]))),
+        tuple(dict.fromkeys((*remembered[1], *fetched[1]))),
+    )
     # The snapshot changes when a response is fetched (minutes), not per message: store it once per change.
     stored = runtime.stored_evidence
     if stored is None or stored[0] != snapshot:
@@ -191,23 +200,18 @@ def reverify(runtime: NodeRuntime, entry_id: int, *, actor: str, at_original_tim
     from the evidence stored with it, offline."""
     from signing.envelope import verify_envelope
     from signing.pdf import verify_pdf
-    from signing.trust import TrustStore
 
     entry, data = get_entry(runtime, entry_id, actor=actor)
     trust = runtime.trust
     at = None
     if at_original_time:
-        base = runtime.trust
-        trust = TrustStore(
-            roots=base.roots,
-            intermediates=base.intermediates,
-            revocation=base.revocation,
-            allow_fetching=False,
-            registry=base.registry,
-        )
+        # From the evidence stored with the entry alone, fetching nothing, and hard-fail whatever the node's
+        # policy: a certificate that names a revocation source and has no stored data is not passed.
         ocsps = [k for k in entry.evidence_keys if runtime.objects.stat(k).content_type == OCSP_TYPE]
         crls = [k for k in entry.evidence_keys if k not in ocsps]
-        trust.remember_revocation([runtime.objects.get(k) for k in ocsps], [runtime.objects.get(k) for k in crls])
+        trust = runtime.trust.from_stored_revocation(
+            [runtime.objects.get(k) for k in ocsps], [runtime.objects.get(k) for k in crls]
+        )
         at = entry.archived_at
     result = verify_envelope(
         data, trust, at=at, name=f"archive-{entry_id}.edxml", verify_pdf=lambda n, d: verify_pdf(n, d, trust, at=at)

@@ -151,6 +151,35 @@ class TrustStore:
         """The OCSP responses and CRLs this store knows now (DER), for caches that depend on them."""
         return tuple(self._ocsps), tuple(self._crls)
 
+    def fetched_revocation(self) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """The OCSP responses and CRLs this thread's fetchers fetched and still hold (DER), remembered or not.
+
+        pyHanko fetches a PDF signer's revocation data itself, so only this knows it; it is evidence too.
+        """
+        held: tuple[Fetchers, float] | None = getattr(self._local, "fetchers", None)
+        if held is None:
+            return (), ()
+        fetchers = held[0]
+        ocsps = tuple(r.dump() for r in fetchers.ocsp_fetcher.fetched_responses())
+        return ocsps, tuple(c.dump() for c in fetchers.crl_fetcher.fetched_crls())
+
+    def from_stored_revocation(
+        self, ocsps: Iterable[bytes], crls: Iterable[bytes], *, revocation: RevocationMode = "hard-fail"
+    ) -> TrustStore:
+        """This store's roots, intermediates and registry, knowing only ``ocsps`` and ``crls`` and fetching
+        nothing: to verify as of a past moment from the revocation data kept then. ``hard-fail`` by default, so
+        a certificate that names a revocation source and has no kept data is not passed, whatever this store's
+        own policy is."""
+        store = TrustStore(
+            roots=self.roots,
+            intermediates=self.intermediates,
+            revocation=revocation,
+            allow_fetching=False,
+            registry=self.registry,
+        )
+        store._ocsps, store._crls = list(dict.fromkeys(ocsps)), list(dict.fromkeys(crls))
+        return store
+
     def remember_revocation(self, ocsps: Iterable[bytes], crls: Iterable[bytes]) -> None:
         """Keep fetched OCSP responses and CRLs for later verifications (bounded)."""
         for store, new in ((self._ocsps, ocsps), (self._crls, crls)):

@@ -268,7 +268,12 @@ def verify(
     if as_json:
         sys.stdout.write(result.report.model_dump_json() + "\n")
     else:
-        when = f"as of {_vietnam(result.at)} (stored evidence)" if result.at else "now"
+        when = "now (fetching revocation data as the node's trust settings allow)"
+        if result.at:
+            when = (
+                f"as of {_vietnam(result.at)}, when it was archived, offline from the"
+                f" {len(result.entry.evidence_keys)} OCSP response(s) and CRL(s) stored with it"
+            )
         out.print(f"Archive entry {entry_id}, verified {when}:")
         out.print(render_report(result.report))
         out.print(_then_and_now(result.entry.verified, result.entry.archived_at, result.report.indication.value))
