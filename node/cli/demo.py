@@ -127,9 +127,10 @@ def fresh_workdir(workdir: Path) -> None:
 
 
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the demo writes its network (configs, keys, data); a previous demo's is replaced.")] = Path(
-        "var/demo"
-    ),
+    workdir: Annotated[
+        Path,
+        typer.Option(help="Where the demo writes its network (configs, keys, data); a previous demo's is replaced."),
+    ] = Path("var/demo"),
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of results.")] = False,
 ) -> None:
     """Start two axes and five agency nodes, exchange signed reports and statuses, print every step."""
