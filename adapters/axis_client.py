@@ -512,7 +512,8 @@ class AxisClient:
                 )
             except ResponseSignatureError as e:
                 if 200 <= status < 300 or self.require_signed_errors:
-                    raise ResponseSignatureError(f"{what}: {e.reason}", status=status) from None
+                    said = "" if 200 <= status < 300 else _unauthenticated_detail(status, body)
+                    raise ResponseSignatureError(f"{what}: {e.reason}{said}", status=status) from None
                 # An error answer not provably for this request (a refusal of its signature is never bound to
                 # it, protocol §4) is worth what an unsigned one is: it only says whether to retry.
                 signed = False
@@ -545,3 +546,16 @@ class AxisClient:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _unauthenticated_detail(status: int, body: bytes, limit: int = 300) -> str:
+    """What an error answer that could not be authenticated says, for the operator's log, marked as such: the
+    likeliest cause of such an answer is the axis refusing this node's own request (a wrong key or node id)."""
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        return f"; the unauthenticated HTTP {status} answer is not a problem document"
+    detail = problem.get("detail") if isinstance(problem, dict) else None
+    if not isinstance(detail, str) or not detail:
+        return f"; the unauthenticated HTTP {status} answer gives no detail"
+    return f"; the unauthenticated HTTP {status} answer says: {detail[:limit]}"
