@@ -298,6 +298,9 @@ class Worker(threading.Thread):
             except RetryableDeliveryError as e:  # the peer is down or slow: expected, said in one line
                 log.warning("%s: %s", self.name, log_safe(e))
                 busy = False
+            except PermanentDeliveryError as e:  # the peer refuses us (a key or id to correct): one line, no trace
+                log.error("%s: %s", self.name, log_safe(e))
+                busy = False
             except Exception:  # a worker must survive anything one message does to it
                 log.exception("%s: step failed", self.name)
                 busy = False

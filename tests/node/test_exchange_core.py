@@ -1226,3 +1226,28 @@ def test_a_node_sealing_at_b_lt_sends_pdfs_that_verify_b_lt_offline_where_they_a
         assert count(fresh, EnvelopeRow) == before
     finally:
         fresh.close()
+
+
+def test_a_worker_refused_by_its_peer_says_why_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    """An operator reads the peer's refusal (e.g. a wrong node id), not a traceback, at each round."""
+    import logging
+    import threading
+
+    from adapters.errors import PermanentDeliveryError
+    from node.delivery import Worker
+
+    rounds = threading.Event()
+
+    def refused() -> bool:
+        rounds.set()
+        raise PermanentDeliveryError("asking the axis to cosign: HTTP 401: unknown key 'x'", status=401)
+
+    worker = Worker("witness", refused, interval=0.05)
+    with caplog.at_level(logging.WARNING, logger="lienthong.delivery"):
+        worker.start()
+        assert rounds.wait(5)
+        worker.stop()
+        worker.join(5)
+    said = [r for r in caplog.records if r.name == "lienthong.delivery"]
+    assert said and all(r.levelno == logging.ERROR and r.exc_info is None for r in said)
+    assert "HTTP 401: unknown key 'x'" in said[0].getMessage()
