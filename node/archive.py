@@ -8,6 +8,7 @@ actor reading much more than usual is flagged for the auditor.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -123,24 +124,29 @@ def _index(
     return entry_id
 
 
-def store_evidence(runtime: NodeRuntime) -> tuple[str, ...]:
-    """The revocation data this node's trust store holds now, kept as objects (content-addressed: once each).
+def store_evidence(runtime: NodeRuntime, report: VerificationReport) -> tuple[str, ...]:
+    """The revocation data the verification that made ``report`` relied on, kept as objects (content-addressed:
+    once each), for the envelope to be re-verified as of its receipt, offline.
 
-    Both what the store remembers (the envelope's signer, the TSAs) and what its fetchers fetched in this
-    thread (pyHanko fetches a PDF signer's OCSP response and CRLs itself): without the latter a PDF signature
-    whose signer is not the envelope's could not be re-verified as of its receipt, offline.
+    Exactly what that verification's path validations used, in this thread since it began: fetched then, taken
+    from the store's memory or from a path validated earlier (a PDF signer's path from the path cache), or
+    embedded in a PDF (its DSS); nothing else the store holds. An envelope signer's path answered from its
+    cache names its data in the report, and that data is in the store's memory (it is part of the cache key).
     """
-    remembered, fetched = runtime.trust.revocation_snapshot(), runtime.trust.fetched_revocation()
-    snapshot = (
-        tuple(dict.fromkeys((*remembered[0], *fetched[0]))),
-        tuple(dict.fromkeys((*remembered[1], *fetched[1]))),
-    )
-    # The snapshot changes when a response is fetched (minutes), not per message: store it once per change.
+    trust = runtime.trust
+    ocsps, crls = trust.used_revocation(since=report.verified_at)
+    named = {r.der_sha256 for s in report.signatures for r in s.revocation}
+    named -= {hashlib.sha256(der).hexdigest() for der in (*ocsps, *crls)}
+    if named:
+        remembered, fetched = trust.revocation_snapshot(), trust.fetched_revocation()
+        ocsps += tuple(d for d in (*remembered[0], *fetched[0]) if hashlib.sha256(d).hexdigest() in named)
+        crls += tuple(d for d in (*remembered[1], *fetched[1]) if hashlib.sha256(d).hexdigest() in named)
+    snapshot = (tuple(dict.fromkeys(ocsps)), tuple(dict.fromkeys(crls)))
+    # Envelopes from the same senders rely on the same data until it is fetched again: stored once per change.
     stored = runtime.stored_evidence
     if stored is None or stored[0] != snapshot:
-        ocsps, crls = snapshot
-        keys = [runtime.objects.put(der, document_class="evidence", content_type=OCSP_TYPE).key for der in ocsps]
-        keys += [runtime.objects.put(der, document_class="evidence", content_type=CRL_TYPE).key for der in crls]
+        keys = [runtime.objects.put(der, document_class="evidence", content_type=OCSP_TYPE).key for der in snapshot[0]]
+        keys += [runtime.objects.put(der, document_class="evidence", content_type=CRL_TYPE).key for der in snapshot[1]]
         stored = runtime.stored_evidence = (snapshot, tuple(keys))
     return stored[1]
 

@@ -101,7 +101,7 @@ def receive_envelope(runtime: NodeRuntime, data: bytes, *, message_id: str, reci
     # The report, the envelope and the answer are stored together (their syncs overlap), all before the
     # transaction that names them; none is stored while the database is locked for writing.
     report_ref, ref, *answer_ref = put_all(runtime.objects, puts)
-    evidence = store_evidence(runtime)
+    evidence = store_evidence(runtime, report)
     try:
         with runtime.session() as s:
             unrelated = _unrelated(s, message, recipient) if message.kind == "status" and passed else None

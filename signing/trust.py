@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -26,11 +26,24 @@ from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBack
 
 from schemas import OrganRegistry
 from signing._private.fetchers import without_issuer_fetching
+from signing._private.revinfo_used import relied_on
 from signing.errors import KeyLoadError
 
 RevocationMode = Literal["soft-fail", "hard-fail", "require"]
 T = TypeVar("T", asn1_ocsp.OCSPResponse, asn1_crl.CertificateList)
 _REMEMBERED = 256  # OCSP responses, and CRLs, a store keeps
+# Validation contexts a thread keeps until asked what they relied on (used_revocation); the oldest go first
+# in a thread that never asks. An envelope of PDFs at their signature limit needs about 2 per signature.
+_VALIDATIONS = 512
+
+
+@dataclass
+class _Validation:
+    """One validation context of this store, made at ``made``, and paths answered for it from a cache."""
+
+    made: datetime
+    context: ValidationContext
+    cached_paths: list[object] = field(default_factory=list)
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
@@ -99,8 +112,11 @@ class TrustStore:
         ocsps: Iterable[bytes] = (),
         crls: Iterable[bytes] = (),
     ) -> ValidationContext:
-        """A pyhanko-certvalidator context at ``moment`` (None: now) with what this store already knows."""
-        return ValidationContext(
+        """A pyhanko-certvalidator context at ``moment`` (None: now) with what this store already knows.
+
+        The thread notes it, to say later what revocation data its validations relied on (used_revocation).
+        """
+        context = ValidationContext(
             trust_roots=self._asn1_roots,
             other_certs=[*self._asn1_intermediates, *(to_asn1(c) for c in extra_certs)],
             moment=moment,
@@ -113,6 +129,36 @@ class TrustStore:
             crls=[*self._parsed(self._crls, asn1_crl.CertificateList), *crls],
             retroactive_revinfo=moment is not None,
         )
+        validations: list[_Validation] | None = getattr(self._local, "validations", None)
+        if validations is None:
+            validations = self._local.validations = []
+        validations.append(_Validation(datetime.now(UTC), context))
+        if len(validations) > _VALIDATIONS:
+            del validations[:-_VALIDATIONS]
+        return context
+
+    def note_cached_path(self, context: ValidationContext, path: object) -> None:
+        """``path`` was validated for ``context`` from a cache (pyHanko did not validate it in the context)."""
+        for validation in reversed(getattr(self._local, "validations", ())):
+            if validation.context is context:
+                validation.cached_paths.append(path)
+                return
+
+    def used_revocation(self, since: datetime) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """The OCSP responses and CRLs (DER) that this thread's validations since ``since`` relied on, whether
+        fetched then, remembered, cached with a path, or embedded in the document; this thread forgets its
+        validations up to now. What each relied on: its context's data about a certificate it validated
+        (see signing._private.revinfo_used)."""
+        validations: list[_Validation] = getattr(self._local, "validations", [])
+        self._local.validations = []
+        ocsps: dict[bytes, None] = {}
+        crls: dict[bytes, None] = {}
+        for validation in validations:
+            if validation.made >= since:
+                used_ocsps, used_crls = relied_on(validation.context, validation.cached_paths)
+                ocsps.update(dict.fromkeys(used_ocsps))
+                crls.update(dict.fromkeys(used_crls))
+        return tuple(ocsps), tuple(crls)
 
     def _parsed(self, remembered: list[bytes], kind: type[T]) -> list[T | bytes]:
         """``remembered``, each parsed once per thread (a context made from bytes parses them again, and a

@@ -23,6 +23,7 @@ from pyhanko_certvalidator.errors import (
     ValidationError,
 )
 
+from signing._private.revinfo_used import relied_on
 from signing.report import CertificateInfo, Indication, RevocationEvidence, SubIndication
 from signing.trust import TrustStore, to_asn1
 
@@ -97,7 +98,9 @@ def check_certificate(
         )
     fetched_ocsps = [o.dump() for o in context.ocsps]
     fetched_crls = [c.dump() for c in context.crls]
-    check.revocation = tuple(_ocsp_evidence(fetched_ocsps)) + tuple(
+    # the report names what the validation relied on, not everything the store remembers
+    used_ocsps, used_crls = relied_on(context)
+    check.revocation = tuple(_ocsp_evidence(used_ocsps)) + tuple(
         RevocationEvidence(
             kind="crl",
             certificate_serial=format(cert.serial_number, "x"),
@@ -105,7 +108,7 @@ def check_certificate(
             source="crl",
             der_sha256=hashlib.sha256(c).hexdigest(),
         )
-        for c in fetched_crls
+        for c in used_crls
     )
     trust.remember_revocation(fetched_ocsps, fetched_crls)
     return check

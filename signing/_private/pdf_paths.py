@@ -135,6 +135,8 @@ async def validate_cert_usage(
     now = datetime.now(UTC)
     found = cache.get(key, now)
     if found is not None:
+        # what the path relied on is in the context (its revocation data is part of the key): say which
+        trust.note_cached_path(validation_context, found.success_result)
         return found
     result = await _original(cert, validation_context, key_usage_settings, paths, pkix_validation_params)
     path = result.success_result
