@@ -17,7 +17,7 @@ from http_message_signatures import (
     algorithms,
 )
 
-from adapters._private.messages import Headers, RequestView
+from adapters._private.messages import HeaderInput, Headers, RequestView
 from adapters.errors import (
     ContentDigestMismatchError,
     HttpSignatureError,
@@ -32,6 +32,7 @@ from adapters.errors import (
 from adapters.httpsig import (
     NodeKey,
     NodeSigningAuth,
+    PublicKeyInput,
     VerifiedRequest,
     load_public_key,
     sign_request,
@@ -82,12 +83,12 @@ def nonces() -> NonceStore:
 def check(
     key: NodeKey,
     nonces: NonceStore,
-    headers: dict[str, str],
+    headers: HeaderInput,
     *,
     method: str = "POST",
     url: str = URL,
     body: bytes = BODY,
-    known: dict[str, bytes] | None = None,
+    known: dict[str, PublicKeyInput] | None = None,
     **kw: Any,
 ) -> VerifiedRequest:
     keys = known if known is not None else {key.node_id: key.public_key_bytes}
@@ -186,19 +187,7 @@ def test_authority_is_not_signed_so_proxies_may_rewrite_it(key: NodeKey, nonces:
 
 def test_header_names_are_case_insensitive_and_lists_of_lines_are_accepted(key: NodeKey, nonces: NonceStore) -> None:
     lines = [(k.lower(), v) for k, v in signed(key).items()]
-    assert (
-        verify_request(
-            "post",
-            URL,
-            lines,
-            BODY,
-            receiver=RECEIVER,
-            resolve_key={key.node_id: key.public_key}.get,
-            remember_nonce=nonces,
-            now=NOW,
-        ).keyid
-        == key.node_id
-    )
+    assert check(key, nonces, lines, method="post", known={key.node_id: key.public_key}, now=NOW).keyid == key.node_id
 
 
 # -- requests: attacks -----------------------------------------------------------------------------------
@@ -301,16 +290,7 @@ def test_duplicate_and_extra_labels(key: NodeKey, nonces: NonceStore) -> None:
     # The same with the second label on a second field line.
     lines = [*headers.items(), ("Signature-Input", other)]
     with pytest.raises(MalformedSignatureError):
-        verify_request(
-            "POST",
-            URL,
-            lines,
-            BODY,
-            receiver=RECEIVER,
-            resolve_key={key.node_id: key.public_key}.get,
-            remember_nonce=nonces,
-            now=NOW,
-        )
+        check(key, nonces, lines, known={key.node_id: key.public_key}, now=NOW)
     extra = crafted(key, label="proxy")
     two = dict(
         headers,
