@@ -449,26 +449,13 @@ def test_audit_verify_checks_against_the_published_key(archive: Archive, tmp_pat
 
 
 def test_the_cosigned_checkpoint_and_its_keys_are_printed_for_offline_checks(archive: Archive, tmp_path: Path) -> None:
-    from node.audit import publish_checkpoint
     from storage.checkpoint import NoteVerifier, verify_checkpoint, verify_cosignature
-    from storage.exchange import CosignatureRow
 
     config = _copy_node(archive, tmp_path)
     code, output = cli("audit", "checkpoint", "--cosigned", "--config", str(config))
     assert code == 1
     assert "no checkpoint of this log has been cosigned yet" in output
-    # what the witness worker does over HTTP: the axis cosigns the node's checkpoint, the node keeps the line
-    node, axis = NodeRuntime(load_settings(config)), NodeRuntime(load_settings(archive.network.node("truc").config))
-    try:
-        stored = publish_checkpoint(node)
-        vkey = axis.log_verifier_key("bo-tai-chinh")
-        assert vkey is not None
-        line = axis.witness.cosign(stored.note, [], vkey)
-        with node.session() as s:
-            s.add(CosignatureRow(checkpoint_size=stored.size, witness="truc", line=line))
-    finally:
-        node.close()
-        axis.close()
+    size = _cosign_now(config, archive.network.node("truc").config)
 
     result = runner.invoke(app, ["audit", "checkpoint", "--cosigned", "--config", str(config)])
     assert result.exit_code == 0, result.output
@@ -476,7 +463,7 @@ def test_the_cosigned_checkpoint_and_its_keys_are_printed_for_offline_checks(arc
     log_key = NoteVerifier.from_vkey(keys["log verifier key"])
     witness_key = NoteVerifier.from_vkey(keys["witness verifier key of truc"])
     checkpoint, _ = verify_checkpoint(result.stdout, log_key)
-    assert checkpoint.size == stored.size
+    assert checkpoint.size == size
     assert verify_cosignature(result.stdout, witness_key) > 0
 
 
