@@ -801,8 +801,7 @@ def _verify_one(name: str, sig: Any, trust: TrustStore, at: datetime | None, doc
                 r in signed_revisions
                 and level != "OTHER"
                 and not docmdp_broken
-                and not changes[r].content
-                and not any(f in filled for f in _fields_named(changes[r]))
+                and not changes[r].content  # a form field changed here is content
             ),
             modification_level="SIGNATURE" if r in signed_revisions and level != "OTHER" else level,
             description=("a later signature" if r in signed_revisions else "an incremental update")
@@ -925,12 +924,6 @@ def _covered(signed_revision: int, total: int, status: PdfSignatureStatus) -> st
 
 def _signature_fields(reader: PdfFileReader) -> set[str]:
     return {name for name, _, _ in fields.enumerate_sig_fields(reader)}
-
-
-def _fields_named(changes: pdf_changes.RevisionChanges) -> list[str]:
-    return [
-        item.removeprefix("form field ").rsplit(" ", 1)[0] for item in changes.items if item.startswith("form field ")
-    ]
 
 
 def _modified_reason(
