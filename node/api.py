@@ -123,10 +123,16 @@ def _stored_nonce(nonce: str) -> str:
     return "~" + base64.urlsafe_b64encode(hashlib.sha256(nonce.encode()).digest()).decode().rstrip("=")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+def _check_declared_length(request: Request, limit: int) -> None:
+    """Refuse a body whose declared length is over ``limit``, before any of it is read."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ProblemError(413, "too-large", f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused once it has grown over ``limit`` (a declared length is checked before: see
+    :func:`_check_declared_length`)."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -155,9 +161,7 @@ def node_auth(runtime: NodeRuntime) -> Callable[[Request], Awaitable[NodeCall]]:
         return ProblemError(e.http_status, "unauthenticated", e.reason)
 
     async def dependency(request: Request) -> NodeCall:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise ProblemError(413, "too-large", f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+        _check_declared_length(request, limit)
         # The signature covers the Content-Digest field, not the body: it is checked before a byte of the body
         # is read, so a stranger cannot make this node take in (and hold) bodies up to the limit.
         try:
