@@ -536,31 +536,26 @@ def answered_by(s: Session, document_id: str, sender: str) -> set[str]:
     return set(s.scalars(query).all())
 
 
-def _handed_on(entry: dict[str, Any]) -> bool:
-    return entry.get("state") == "forwarded" and entry.get("forward") == "done"
-
-
 def fate_failed(entry: dict[str, Any]) -> bool:
     """An axis's word (``SentRecipient`` as JSON) that the message will not reach this recipient: here, or
     further up when the parent axis has it (``further``, what the parent said)."""
-    further = entry.get("further")
-    if _handed_on(entry):
-        return isinstance(further, dict) and fate_failed(further)
-    state = entry.get("state")
-    return state in ("failed", "expired") or (state == "forwarded" and entry.get("forward") == "dead")
+    return SentRecipient.model_validate(entry).failed
 
 
 def fate_text(entry: dict[str, Any]) -> str:
     """``failed at truc-tw for 000.00.00.G12: <reason>``: one failed recipient, in one line; a forward the
     parent axis has says so first (``forwarded to truc-tw: failed at truc-tw for …``)."""
-    further = entry.get("further")
-    if _handed_on(entry) and isinstance(further, dict):
-        return f"forwarded to {entry.get('node')}: {fate_text(further)}"
-    where = f"at {entry.get('at')} for {entry.get('recipient')}"
-    reason = entry.get("reason") or "no reason given"
-    if entry.get("state") == "forwarded":
-        return f"not forwarded {where} to {entry.get('node')}: {reason}"
-    return f"{entry.get('state')} {where}: {reason}"
+    return _fate_text(SentRecipient.model_validate(entry))
+
+
+def _fate_text(entry: SentRecipient) -> str:
+    if entry.handed_on and entry.further is not None:
+        return f"forwarded to {entry.node}: {_fate_text(entry.further)}"
+    where = f"at {entry.at} for {entry.recipient}"
+    reason = entry.reason or "no reason given"
+    if entry.state == "forwarded":
+        return f"not forwarded {where} to {entry.node}: {reason}"
+    return f"{entry.state} {where}: {reason}"
 
 
 # Statuses a clerk sends (03–06, recall 13 and its answers 15/16) are followed up like documents: nobody answers
@@ -744,12 +739,10 @@ def _ask(
     return len(copies)
 
 
-def _failure_key(entry: dict[str, Any]) -> tuple[object, ...]:
+def _failure_key(entry: SentRecipient) -> tuple[object, ...]:
     """Who failed where: the last axis that knows (``further``'s), so a report is alerted once."""
-    deepest = entry
-    while isinstance(deepest.get("further"), dict):
-        deepest = deepest["further"]
-    return (entry.get("recipient"), deepest.get("at"), deepest.get("state"), deepest.get("forward"))
+    deepest = entry.deepest()
+    return (entry.recipient, deepest.at, deepest.state, deepest.forward)
 
 
 def _record_fate(
@@ -762,10 +755,11 @@ def _record_fate(
     alert: bool,
 ) -> None:
     fate = [e.model_dump(mode="json") for e in entries]
-    pending = [(e, f) for e, f in zip(entries, fate, strict=True) if e.recipient in asked.unanswered]
-    settled = {e.recipient for e, _ in pending if e.final} >= asked.unanswered
-    known_failures = {_failure_key(b) for b in asked.before if fate_failed(b)}
-    new_failures = [(e, f) for e, f in pending if e.failed and _failure_key(f) not in known_failures]
+    pending = [e for e in entries if e.recipient in asked.unanswered]
+    settled = {e.recipient for e in pending if e.final} >= asked.unanswered
+    before = [SentRecipient.model_validate(b) for b in asked.before]
+    known_failures = {_failure_key(b) for b in before if b.failed}
+    new_failures = [e for e in pending if e.failed and _failure_key(e) not in known_failures]
     with runtime.session() as s:
         s.execute(
             update(OutboxRow)
@@ -775,7 +769,7 @@ def _record_fate(
         )
         if not alert:  # an axis keeps the parent's answer for its child: the sender's node alerts
             return
-        for e, _ in new_failures:
+        for e in new_failures:
             last = e.deepest()  # where it failed; ``via`` the axis that forwarded it there, if not the same
             via = {"via": e.at} if last is not e else {}
             record_event(
@@ -791,8 +785,8 @@ def _record_fate(
                 **via,
             )
     if alert:
-        for e, f in new_failures:
-            log.error("ALERT: message %s will not reach %s: %s", message_id, e.recipient, log_safe(fate_text(f)))
+        for e in new_failures:
+            log.error("ALERT: message %s will not reach %s: %s", message_id, e.recipient, log_safe(_fate_text(e)))
 
 
 def follow_up_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
