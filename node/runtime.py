@@ -10,7 +10,7 @@ import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -239,6 +239,14 @@ class NodeRuntime:
                     registry=registry if len(registry) else None,
                 )
             return self._trust
+
+    @functools.cached_property
+    def long_term_trust(self) -> TrustStore:
+        """The trust store the organisations' seals are made with at ``seal_level: B-LT``: the node's roots,
+        insisting on revocation data for every certificate of the seal's chain, fetched from the addresses the
+        node's own certificates name (whatever trust.allow_fetching says of the signatures it verifies). One
+        store per node: what it fetched is reused for a while, not per seal."""
+        return replace(self.trust, revocation="require", allow_fetching=True)
 
     @functools.cached_property
     def node_key(self) -> NodeKey:

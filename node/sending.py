@@ -7,11 +7,9 @@ retry sends the same bytes, which the axis and the recipients recognise as the s
 
 from __future__ import annotations
 
-import dataclasses
-import weakref
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, TypedDict
+from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,9 +32,6 @@ from schemas import (
 )
 from storage.exchange import EnvelopeRow, OutboxRow, StatusRow
 from storage.objects import ObjectRef, content_key
-
-if TYPE_CHECKING:
-    from signing.trust import TrustStore
 
 RECALL = StatusCode.RECALL_REQUESTED
 NO_STAFF = StaffInfo()
@@ -307,10 +302,6 @@ def _sign(runtime: NodeRuntime, organisation: str, unsigned: bytes) -> bytes:
     return sign_envelope(unsigned, runtime.seal_key(organisation), timestamper=runtime.timestamper)
 
 
-# seal_level B-LT: the trust store each node's seals are made with (see _sealed)
-_LONG_TERM_TRUST: weakref.WeakKeyDictionary[NodeRuntime, TrustStore] = weakref.WeakKeyDictionary()
-
-
 def _sealed(runtime: NodeRuntime, message: DocumentMessage) -> DocumentMessage:
     """Each PDF with the organisation's seal, after the signer's signature if configured.
 
@@ -325,15 +316,7 @@ def _sealed(runtime: NodeRuntime, message: DocumentMessage) -> DocumentMessage:
     assert seal is not None
     signer = runtime.pdf_key(sender, "signer")
     stamper = runtime.timestamper.pyhanko if runtime.timestamper else None
-    long_term = None
-    if runtime.settings.seal_level == "B-LT":
-        long_term = _LONG_TERM_TRUST.get(runtime)
-        if long_term is None:
-            # The node's roots, insisting on revocation data for every certificate of the seal's chain, fetched
-            # from the addresses the node's own certificates name (whatever trust.allow_fetching says of the
-            # signatures it verifies). One store per node: what it fetched is reused for a while, not per seal.
-            long_term = dataclasses.replace(runtime.trust, revocation="require", allow_fetching=True)
-            _LONG_TERM_TRUST[runtime] = long_term
+    long_term = runtime.long_term_trust if runtime.settings.seal_level == "B-LT" else None
     attachments = []
     for attachment in message.attachments:
         if attachment.content_type == "application/pdf":
