@@ -691,13 +691,16 @@ class _Document:
     signed_revisions: set[int]
     evidence: pdf_paths.Evidence  # the DSS: certificates, OCSP responses and CRLs embedded for the long term
     _changes: dict[int, pdf_changes.RevisionChanges] = field(default_factory=dict)
-    _revocation_index: pdf_levels.RevocationIndex | None = None
 
+    @functools.cached_property
     def revocation_index(self) -> pdf_levels.RevocationIndex:
         """What the DSS's OCSP responses and CRLs are about (read once per document)."""
-        if self._revocation_index is None:
-            self._revocation_index = pdf_levels.RevocationIndex.of(self.evidence.ocsps, self.evidence.crls)
-        return self._revocation_index
+        return pdf_levels.RevocationIndex.of(self.evidence.ocsps, self.evidence.crls)
+
+    @functools.cached_property
+    def signature_fields(self) -> set[str]:
+        """The names of the document's signature fields (listed once per document, not per signature)."""
+        return {name for name, _, _ in fields.enumerate_sig_fields(self.reader)}
 
     def changes(self, revision: int) -> pdf_changes.RevisionChanges:
         """What ``revision`` changed (worked out once per document, shared by the signatures before it)."""
@@ -790,7 +793,7 @@ def _verify_one(name: str, sig: Any, trust: TrustStore, at: datetime | None, doc
     # pyHanko's FORM_FILLING covers both a later signature and filling a text field: the fields it names
     # changed must all be signature fields.
     changed_fields = set(getattr(status.diff_result, "changed_form_fields", None) or ())
-    filled = sorted(changed_fields - _signature_fields(document.reader))
+    filled = sorted(changed_fields - document.signature_fields)
     docmdp_broken = status.docmdp_ok is False  # e.g. a certification with P=1, then anything at all
     modified = level in ("ANNOTATIONS", "OTHER") or bool(filled) or docmdp_broken
     revisions = tuple(
@@ -922,10 +925,6 @@ def _covered(signed_revision: int, total: int, status: PdfSignatureStatus) -> st
     return covered + (" (the whole file)" if whole else "")
 
 
-def _signature_fields(reader: PdfFileReader) -> set[str]:
-    return {name for name, _, _ in fields.enumerate_sig_fields(reader)}
-
-
 def _modified_reason(
     level: str, filled: list[str], docmdp_broken: bool, revisions: tuple[PdfRevision, ...], status: PdfSignatureStatus
 ) -> str:
@@ -969,7 +968,7 @@ def _pades_level(sig: Any, status: PdfSignatureStatus, document: _Document) -> s
     return pdf_levels.pades_level(
         timestamped=status.timestamp_validity is not None,
         path=certs,
-        revocation_data=document.revocation_index() | pdf_levels.cms_revocation_data(sig.signer_info),
+        revocation_data=document.revocation_index | pdf_levels.cms_revocation_data(sig.signer_info),
         covered_by_document_timestamp=any(
             ts.signed_revision > sig.signed_revision for ts in document.reader.embedded_timestamp_signatures
         ),
