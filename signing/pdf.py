@@ -742,8 +742,13 @@ def _stream_data(ref: Any, purpose: DecodePurpose) -> bytes:
 
 
 def _unreadable(name: str, reason: str) -> SignatureReport:
+    return _format_failure(f"attachment:{name}", reason)
+
+
+def _format_failure(ident: str, reason: str) -> SignatureReport:
+    """A failed report for a PDF, or one of its signatures (``ident``), that cannot be verified."""
     return SignatureReport(
-        id=f"attachment:{name}",
+        id=ident,
         format="PAdES",
         indication=Indication.TOTAL_FAILED,
         sub_indication=SubIndication.FORMAT_FAILURE,
@@ -762,13 +767,7 @@ def _verify_guarded(
     try:
         return _verify_one(name, sig, trust, at, document)
     except Exception as e:  # as in verify_pdf: a hostile PDF gets a failed report, never an exception
-        return SignatureReport(
-            id=f"attachment:{name}#{sig.field_name}",
-            format="PAdES",
-            indication=Indication.TOTAL_FAILED,
-            sub_indication=SubIndication.FORMAT_FAILURE,
-            reasons=(f"the signature cannot be verified: {_error(e)}",),
-        )
+        return _format_failure(f"attachment:{name}#{sig.field_name}", f"the signature cannot be verified: {_error(e)}")
 
 
 def _verify_one(name: str, sig: Any, trust: TrustStore, at: datetime | None, document: _Document) -> SignatureReport:
@@ -777,13 +776,7 @@ def _verify_one(name: str, sig: Any, trust: TrustStore, at: datetime | None, doc
     try:
         status, moment, source = asyncio.run(_validate(sig, trust, at, document.evidence))
     except (SignatureValidationError, PdfError, ValueError) as e:
-        return SignatureReport(
-            id=ident,
-            format="PAdES",
-            indication=Indication.TOTAL_FAILED,
-            sub_indication=SubIndication.FORMAT_FAILURE,
-            reasons=(str(e),),
-        )
+        return _format_failure(ident, str(e))
     cert = x509.load_der_x509_certificate(status.signing_cert.dump())
     level = _modification_level(status)
     later = range(sig.signed_revision + 1, total_revisions)
