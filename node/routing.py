@@ -275,9 +275,8 @@ def sent_report(
             envelope = envelopes[envelope_id]
             answer = found[envelope.message_id]
             here = {r["recipient"] for r in answer["recipients"]}
-            parent_said = {
-                f.get("recipient"): f for f in (forward.fate or []) if isinstance(f, dict) and forward.state == "done"
-            }
+            said = (forward.fate or []) if forward.state == "done" else []
+            parent_said = {f.get("recipient"): f for f in said if isinstance(f, dict)}
             for recipient in sorted(set(envelope.recipients) - here):
                 answer["recipients"].append(
                     {
