@@ -62,6 +62,14 @@ def client_for(runtime: NodeRuntime, peer: Peer) -> AxisClient:
     )
 
 
+def cached_client(runtime: NodeRuntime, clients: dict[str, AxisClient], peer: Peer) -> AxisClient:
+    """The worker's client for ``peer``, made on first use (:func:`client_for`) and kept in ``clients``."""
+    client = clients.get(peer.node_id)
+    if client is None:
+        client = clients[peer.node_id] = client_for(runtime, peer)
+    return client
+
+
 def claim_due(runtime: NodeRuntime, limit: int) -> list[int]:
     """Lease up to ``limit`` due outbox rows to this worker; return their ids.
 
@@ -154,14 +162,12 @@ def deliver_many(runtime: NodeRuntime, row_ids: list[int], clients: dict[str, Ax
             for d in group:
                 outcomes[d.row_id] = PermanentDeliveryError(f"unknown destination node {destination}", status=0)
             continue
-        client = clients.get(destination)
-        if client is None:
-            try:
-                client = clients[destination] = client_for(runtime, peer)
-            except ValueError as e:  # a configuration the operator can correct: retried, dead at the maximum age
-                for d in group:
-                    outcomes[d.row_id] = RetryableDeliveryError(str(e))
-                continue
+        try:
+            client = cached_client(runtime, clients, peer)
+        except ValueError as e:  # a configuration the operator can correct: retried, dead at the maximum age
+            for d in group:
+                outcomes[d.row_id] = RetryableDeliveryError(str(e))
+            continue
         for chunk in _chunks(runtime, group, outcomes):
             try:
                 if len(chunk) == 1:
@@ -359,9 +365,7 @@ def inbox_step(
     if upstream is None:
         return False
     memory = memory if memory is not None else InboxMemory()
-    client = clients.get(upstream.node_id)
-    if client is None:
-        client = clients[upstream.node_id] = client_for(runtime, upstream)
+    client = cached_client(runtime, clients, upstream)
     batch = runtime.settings.delivery.batch
     if pending:
         runtime.sync_committed()  # what "done" acknowledges must survive a power loss: one sync per batch
@@ -572,8 +576,12 @@ def _due(settings: Any, now: datetime) -> Any:
     )
 
 
-def _claim_fates(s: Session, ids: list[int], due: Any, now: datetime) -> list[int]:
-    """Mark rows asked about now; the condition is checked again on every row, so replicas do not both ask."""
+def _claim_fates(s: Session, candidates: Any, due: Any, now: datetime) -> list[int]:
+    """The ``candidates`` (a select of outbox row ids), marked asked about now; the ``due`` condition is checked
+    again on every row, so replicas do not both ask."""
+    ids = list(s.scalars(candidates).all())
+    if not ids:
+        return []
     return list(
         s.scalars(
             update(OutboxRow)
@@ -624,10 +632,9 @@ def ask_about_unanswered(runtime: NodeRuntime, clients: dict[str, AxisClient], n
             .order_by(OutboxRow.done_at)
             .limit(FATE_BATCH)
         )
-        ids = list(s.scalars(candidates).all())
-        if not ids:
+        claimed = _claim_fates(s, candidates, due, now)
+        if not claimed:
             return 0
-        claimed = _claim_fates(s, ids, due, now)
 
         def unanswered(envelope: EnvelopeRow) -> set[str]:
             waiting = set(envelope.recipients)
@@ -661,7 +668,6 @@ def ask_parent_about_forwards(runtime: NodeRuntime, clients: dict[str, AxisClien
         candidates = (
             select(OutboxRow.id)
             .where(
-                OutboxRow.fate_asked_at.is_not(None),
                 OutboxRow.state == "done",
                 OutboxRow.destination == upstream.node_id,
                 OutboxRow.fate_settled_at.is_(None),
@@ -670,10 +676,9 @@ def ask_parent_about_forwards(runtime: NodeRuntime, clients: dict[str, AxisClien
             .order_by(OutboxRow.fate_asked_at)
             .limit(FATE_BATCH)
         )
-        ids = list(s.scalars(candidates).all())
-        if not ids:
+        claimed = _claim_fates(s, candidates, due, now)
+        if not claimed:
             return 0
-        claimed = _claim_fates(s, ids, due, now)
 
         def forwarded(envelope: EnvelopeRow) -> set[str]:
             if envelope.direction != "transit":
@@ -723,9 +728,7 @@ def _ask(
 ) -> int:
     if not copies:
         return 0
-    client = clients.get(upstream.node_id)
-    if client is None:
-        client = clients[upstream.node_id] = client_for(runtime, upstream)
+    client = cached_client(runtime, clients, upstream)
     reports, unknown = client.sent_many(list(copies))
     if unknown:
         log.warning(
