@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from node.cli import app
 from schemas import ParseMode, parse_message
@@ -44,14 +44,21 @@ def test_build_is_deterministic(built: Path, tmp_path: Path) -> None:
     assert again.read_bytes() == built.read_bytes()
 
 
-def test_build_names_the_bad_field(tmp_path: Path) -> None:
+def _spec(tmp_path: Path, old: str, new: str) -> Path:
+    """The example spec with ``old`` replaced by ``new``, its PDF beside it."""
     spec = tmp_path / "bad.yaml"
-    spec.write_text(
-        EXAMPLE.read_text(encoding="utf-8").replace("organ_id: 000.00.00.G12", "organ_id: bo-tai-chinh"),
-        encoding="utf-8",
-    )
+    spec.write_text(EXAMPLE.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
     shutil.copy(EXAMPLE.parent / "bao-cao-thang-10.pdf", tmp_path)
-    result = runner.invoke(app, ["edxml", "build", str(spec), "-o", str(tmp_path / "x.edxml")])
+    return spec
+
+
+def _build(spec: Path, tmp_path: Path) -> Result:
+    return runner.invoke(app, ["edxml", "build", str(spec), "-o", str(tmp_path / "x.edxml")])
+
+
+def test_build_names_the_bad_field(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "organ_id: 000.00.00.G12", "organ_id: bo-tai-chinh")
+    result = _build(spec, tmp_path)
     assert result.exit_code == 1
     assert "to.0.organ_id" in result.output
     assert "bo-tai-chinh" in result.output
@@ -61,25 +68,14 @@ def test_build_names_the_bad_field(tmp_path: Path) -> None:
 def test_build_names_only_the_bad_recipient_not_an_empty_list_as_well(tmp_path: Path) -> None:
     # a bad code in the only `to` also reported "to: Tuple should have at least 1 item": a second mistake
     # that was not there
-    spec = tmp_path / "bad.yaml"
-    spec.write_text(
-        EXAMPLE.read_text(encoding="utf-8").replace("organ_id: 000.00.00.G12", "organ_id: bo-tai-chinh"),
-        encoding="utf-8",
-    )
-    shutil.copy(EXAMPLE.parent / "bao-cao-thang-10.pdf", tmp_path)
-    result = runner.invoke(app, ["edxml", "build", str(spec), "-o", str(tmp_path / "x.edxml")])
+    result = _build(_spec(tmp_path, "organ_id: 000.00.00.G12", "organ_id: bo-tai-chinh"), tmp_path)
     assert result.exit_code == 1
     assert "1 problem(s)" in result.output and "at least 1 item" not in result.output
 
     no_recipient = "to: []\n"
-    spec.write_text(
-        EXAMPLE.read_text(encoding="utf-8").replace(
-            "to:\n  - organ_id: 000.00.00.G12\n    organ_name: Bộ Tài chính\n", no_recipient
-        ),
-        encoding="utf-8",
-    )
+    spec = _spec(tmp_path, "to:\n  - organ_id: 000.00.00.G12\n    organ_name: Bộ Tài chính\n", no_recipient)
     assert no_recipient in spec.read_text(encoding="utf-8")
-    result = runner.invoke(app, ["edxml", "build", str(spec), "-o", str(tmp_path / "x.edxml")])
+    result = _build(spec, tmp_path)
     assert result.exit_code == 1
     assert "to: Tuple should have at least 1 item" in result.output  # an empty list still says so
 
