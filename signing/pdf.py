@@ -817,7 +817,7 @@ def _verify_one(name: str, sig: Any, trust: TrustStore, at: datetime | None, doc
         reasons.append(f"the signature covers an unusual part of the file ({status.coverage})")
     elif modified:
         indication, sub = Indication.TOTAL_FAILED, SubIndication.MODIFIED_AFTER_SIGNING
-        reasons.append(_modified_reason(level, filled, docmdp_broken, revisions, status))
+        reasons.append(_modified_reason(level, filled, docmdp_broken, revisions, changes, status))
     elif status.timestamp_validity is not None and not (
         status.timestamp_validity.intact and status.timestamp_validity.valid
     ):
@@ -919,10 +919,15 @@ def _covered(signed_revision: int, total: int, status: PdfSignatureStatus) -> st
 
 
 def _modified_reason(
-    level: str, filled: list[str], docmdp_broken: bool, revisions: tuple[PdfRevision, ...], status: PdfSignatureStatus
+    level: str,
+    filled: list[str],
+    docmdp_broken: bool,
+    revisions: tuple[PdfRevision, ...],
+    changes: dict[int, pdf_changes.RevisionChanges],
+    status: PdfSignatureStatus,
 ) -> str:
     """Why the signature no longer stands for the document: what changed, and where."""
-    what = [f"revision {r.index + 1}: {r.description.split(': ', 1)[-1]}" for r in revisions if not r.allowed]
+    what = [f"revision {r.index + 1}: {changes[r.index].description}" for r in revisions if not r.allowed]
     if filled:
         what.append("form field(s) " + ", ".join(filled) + " changed")
     if docmdp_broken and level not in ("ANNOTATIONS", "OTHER") and not filled:
