@@ -787,9 +787,8 @@ def _record_fate(
                 reason=(last.reason or "")[:500],
                 **via,
             )
-    if alert:
-        for e in new_failures:
-            log.error("ALERT: message %s will not reach %s: %s", message_id, e.recipient, log_safe(_fate_text(e)))
+    for e in new_failures:  # after the commit; only with ``alert`` (returned above without it)
+        log.error("ALERT: message %s will not reach %s: %s", message_id, e.recipient, log_safe(_fate_text(e)))
 
 
 def follow_up_step(runtime: NodeRuntime, clients: dict[str, AxisClient]) -> bool:
