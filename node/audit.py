@@ -17,7 +17,7 @@ from typing import Any
 from node.events import NOTABLE
 from node.runtime import NodeRuntime
 from storage.auditlog import StoredCheckpoint, verify_log
-from storage.checkpoint import NoteVerifier
+from storage.checkpoint import COSIGNATURE_V1, NoteVerifier
 from storage.errors import AuditLogError, CheckpointError, StorageError
 from storage.merkle import verify_consistency, verify_inclusion
 
@@ -79,8 +79,6 @@ def cosigned_checkpoint(runtime: NodeRuntime) -> str | None:
 
 def witness_verifier_key(runtime: NodeRuntime, node_id: str) -> str | None:
     """The verifier key (type 0x04) with which ``node_id`` cosigns checkpoints, from its registered public key."""
-    from storage.checkpoint import COSIGNATURE_V1, NoteVerifier
-
     public = runtime.public_key_of(node_id)
     return None if public is None else NoteVerifier(f"lienthong-witness/{node_id}", COSIGNATURE_V1, public).vkey()
 
