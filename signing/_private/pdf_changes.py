@@ -10,6 +10,7 @@ document says or shows, so that a revision carrying one is never reported as all
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,36 +42,27 @@ def _name(value: Any) -> str:
     return str(value) if isinstance(value, (generic.NameObject, str)) else ""
 
 
-def _field_name(widget: generic.DictionaryObject) -> str:
-    """The fully qualified name of the field a widget belongs to (``parent.child``)."""
-    parts: list[str] = []
+def _lineage(widget: generic.DictionaryObject) -> Iterator[generic.DictionaryObject]:
+    """``widget``, then the fields it descends from (at most 32 in all, up to the first that is not a dictionary)."""
     node: Any = widget
     for _ in range(32):
-        title = node.get("/T")
-        if title is not None:
-            parts.append(str(title))
+        yield node
         parent = node.get("/Parent")
         if parent is None:
-            break
+            return
         node = parent.get_object()
         if not isinstance(node, generic.DictionaryObject):
-            break
-    return ".".join(reversed(parts))
+            return
+
+
+def _field_name(widget: generic.DictionaryObject) -> str:
+    """The fully qualified name of the field a widget belongs to (``parent.child``)."""
+    titles = [str(title) for node in _lineage(widget) if (title := node.get("/T")) is not None]
+    return ".".join(reversed(titles))
 
 
 def _field_type(widget: generic.DictionaryObject) -> str:
-    node: Any = widget
-    for _ in range(32):
-        ft = node.get("/FT")
-        if ft is not None:
-            return _name(ft)
-        parent = node.get("/Parent")
-        if parent is None:
-            return ""
-        node = parent.get_object()
-        if not isinstance(node, generic.DictionaryObject):
-            return ""
-    return ""
+    return next((_name(ft) for node in _lineage(widget) if (ft := node.get("/FT")) is not None), "")
 
 
 def _pages(resolver: Any) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
