@@ -118,6 +118,11 @@ def start_exchange(directory: Path, pki_url: str) -> Iterator[Exchange]:
         timestamps=False,
         extra={"truc-tinh": {"max_envelope_bytes": MAX_AXIS_UPLOAD}},
     )
+    yield from run_exchange(network)
+
+
+def run_exchange(network: Network) -> Iterator[Exchange]:
+    """Start every node of ``network``, yield it with a clerk per agency node, stop them all afterwards."""
     running = RunningNetwork(network)
     try:
         running.start()

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from node.network import AgencySpec, RunningNetwork, write_network
+from node.network import AgencySpec, write_network
 from node.samples import MINISTRY, SENDER
-from tests.node.exchange_network import AXES, HOME_AFFAIRS, Clerk, Exchange, report, wait_until
+from tests.node.exchange_network import AXES, HOME_AFFAIRS, Clerk, Exchange, report, run_exchange, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -66,13 +66,7 @@ def stale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
         config["organisations"] = [o for o in config["organisations"] if o["code"] != HOME_AFFAIRS.organ_id]
         path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
-        running = RunningNetwork(network)
-        try:
-            running.start()
-            clerks = {n: Clerk(p.url, p.token) for n, p in network.nodes.items() if p.role == "agency"}
-            yield Exchange(network, running, clerks)
-        finally:
-            running.stop_all()
+        yield from run_exchange(network)
 
 
 def sent_of(clerk: Clerk, document_id: str) -> list[dict[str, Any]]:
