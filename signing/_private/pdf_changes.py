@@ -26,7 +26,6 @@ _MAX_PAGE_NODES = 10_000
 class RevisionChanges:
     items: list[str] = field(default_factory=list)  # in the order found, each named once
     content: bool = False  # something a reader sees changed (not a signature, a timestamp, validation data)
-    signatures: list[str] = field(default_factory=list)  # signature fields filled in this revision
 
     def add(self, item: str, *, content: bool = False) -> None:
         if item not in self.items:
@@ -134,8 +133,6 @@ def revision_changes(reader: Any, revision: int) -> RevisionChanges:
         elif subtype == "/Widget" or "/FT" in obj:
             name = _field_name(obj) or f"object {ref.idnum}"
             if _field_type(obj) == "/Sig":
-                if obj.get("/V") is not None:
-                    changes.signatures.append(name)
                 changes.add(f"signature {name}")
             else:
                 changes.add(f"form field {name} {'added' if new else 'filled or changed'}", content=True)
